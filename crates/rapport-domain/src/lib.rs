@@ -1,0 +1,24 @@
+//! Rapport's pure core: parsed value types and the rules of the data model.
+//!
+//! Architecture invariant: this crate does no IO. It never depends on tokio, sqlx, rusqlite or axum, and its types do
+//! not derive `Serialize` for the API's sake — the http crate owns the wire format.
+
+#![forbid(unsafe_code)]
+
+mod contact;
+mod field;
+mod ids;
+mod identity;
+mod role;
+mod slug;
+mod tag;
+mod text;
+
+pub use contact::{Contact, ContactChanges, Patch, SystemFieldsPatch};
+pub use field::{FieldDefinition, FieldEntity, FieldKey, FieldType, FieldValueError, validate_field_value};
+pub use identity::{EmailAddress, EmailError, Identity, IdentityError, IdentityKind, PhoneError, PhoneNumber, normalize_domain};
+pub use ids::{ApiKeyId, InvalidId, CompanyId, ContactId, EventId, FieldId, NoteTemplateId, TagId, UserId, WorkspaceId};
+pub use role::{Permission, Role};
+pub use slug::{Slug, SlugError};
+pub use tag::{MAX_TAG_DEPTH, TagKind, TagPath, TagPathError};
+pub use text::{BoundedText, TextError};

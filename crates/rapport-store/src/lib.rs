@@ -1,0 +1,19 @@
+//! The storage boundary: record types, the error type and the [`Store`] trait that the SQLite and PostgreSQL
+//! backends implement.
+//!
+//! Architecture invariant: this crate knows no SQL driver. Methods are named after what the product does
+//! (`upsert_contacts`, `contact_timeline`), every method takes the workspace it acts in, and a method that returns
+//! `Err` has written nothing.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod records;
+mod traits;
+
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+pub use error::{StoreError, StoreResult};
+pub use records::*;
+pub use traits::*;

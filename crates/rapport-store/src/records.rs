@@ -1,0 +1,301 @@
+//! Plain records that cross the storage boundary.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use rapport_domain::{
+    ApiKeyId, BoundedText, CompanyId, ContactId, EmailAddress, FieldEntity, FieldType, Identity,
+    NoteTemplateId, Patch, Role, Slug, TagId, TagKind, TagPath, UserId, WorkspaceId,
+};
+use serde_json::{Map, Value};
+
+// ----- Workspaces, users and keys -----
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub slug: Slug,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub workspace_id: WorkspaceId,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    /// The argon2 PHC string; never leaves the server.
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: EmailAddress,
+    pub name: BoundedText,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub name: Option<BoundedText>,
+    pub role: Option<Role>,
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub role: Role,
+    /// The first characters of the token, shown so that people can tell their keys apart.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub name: BoundedText,
+    pub role: Role,
+    pub prefix: String,
+    /// SHA-256 of the token, hex-encoded. The token itself is never stored.
+    pub token_hash: String,
+}
+
+// ----- Schema: custom fields, tags, stages, statuses, note templates -----
+
+#[derive(Debug, Clone)]
+pub struct NewField {
+    pub entity: FieldEntity,
+    pub key: Slug,
+    pub label: BoundedText,
+    pub field_type: FieldType,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FieldUpdate {
+    pub label: Option<BoundedText>,
+    /// New option list of a select field; options still in use may be removed (values stay until edited).
+    pub options: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tag {
+    pub id: TagId,
+    pub parent_id: Option<TagId>,
+    pub name: String,
+    pub path: String,
+    pub kind: TagKind,
+    /// Contacts carrying this very tag (not its descendants).
+    pub contact_count: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTag {
+    pub path: TagPath,
+    pub kind: TagKind,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TagUpdate {
+    pub name: Option<String>,
+    /// Move under another group (`Patch::Clear` moves to the top level). The tag keeps its contacts.
+    pub parent_id: Patch<TagId>,
+}
+
+/// A lifecycle stage or a lead status: an ordered, keyed, labelled entry of a workspace list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListEntry {
+    pub key: String,
+    pub label: String,
+    pub position: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewListEntry {
+    pub key: Slug,
+    pub label: BoundedText,
+    /// Where to insert; `None` appends.
+    pub position: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListEntryUpdate {
+    pub label: Option<BoundedText>,
+    pub position: Option<i64>,
+}
+
+/// Which ordered list an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Stages,
+    LeadStatuses,
+}
+
+impl ListKind {
+    pub fn entity(self) -> &'static str {
+        match self {
+            ListKind::Stages => "stage",
+            ListKind::LeadStatuses => "lead status",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoteTemplate {
+    pub id: NoteTemplateId,
+    pub name: String,
+    /// The lead status the template is offered for; `None` for every status.
+    pub status: Option<String>,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NoteTemplateInput {
+    pub name: BoundedText,
+    pub status: Option<Slug>,
+    pub body: BoundedText,
+}
+
+// ----- Companies -----
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Company {
+    pub id: CompanyId,
+    pub name: String,
+    pub domain: Option<String>,
+    pub industry: Option<String>,
+    pub size: Option<String>,
+    pub fields: Map<String, Value>,
+    pub contact_count: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CompanyChanges {
+    pub name: Option<BoundedText>,
+    /// Already normalised with `normalize_domain`.
+    pub domain: Patch<String>,
+    pub industry: Patch<BoundedText>,
+    pub size: Patch<BoundedText>,
+    pub fields: Vec<(String, Value)>,
+}
+
+// ----- Contacts -----
+
+/// Who made a change, as recorded in histories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    ApiKey(ApiKeyId),
+    User(UserId),
+    System,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::ApiKey(id) => write!(f, "api_key:{id}"),
+            Actor::User(id) => write!(f, "user:{id}"),
+            Actor::System => f.write_str("system"),
+        }
+    }
+}
+
+/// The result of one upsert: which contact, and whether it was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    pub id: ContactId,
+    pub created: bool,
+}
+
+/// Keyset pagination. `after` is the last item of the previous page, as returned in [`Page::next`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest<C> {
+    pub after: Option<C>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    /// Present when more items may follow.
+    pub next: Option<C>,
+}
+
+/// Contacts are listed newest change first: `(updated_at, id)` descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContactCursor {
+    pub updated_at: DateTime<Utc>,
+    pub id: ContactId,
+}
+
+/// Timeline items are listed newest first: `(at, source, id)` descending, where the source tells events (1) from
+/// activities (0) so that ids of the two tables never collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineCursor {
+    pub at: DateTime<Utc>,
+    pub source: i64,
+    pub id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineEntry {
+    /// `event`, `stage_changed`, `status_changed`, `tag_added`, `tag_removed`, `note`, …
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub data: Value,
+    pub cursor: TimelineCursor,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub id: i64,
+    pub contact_id: ContactId,
+    pub body: String,
+    pub author: String,
+    pub template_id: Option<NoteTemplateId>,
+    pub created_at: DateTime<Utc>,
+}
+
+// ----- Events -----
+
+/// How an event names its contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactRef {
+    Id(ContactId),
+    /// Matched by identity; a contact is created when none has it.
+    Identity(Identity),
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub contact: ContactRef,
+    pub event_type: String,
+    pub properties: Map<String, Value>,
+    pub context: Map<String, Value>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub source: Option<String>,
+    /// Unique per workspace when present: a second event with the same message id is a duplicate and not stored.
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Stored { contact_id: ContactId, event_id: i64 },
+    /// The message id was stored before; nothing was written.
+    Duplicate,
+    /// The event named a contact id that does not exist in the workspace; nothing was written for it.
+    UnknownContact,
+}

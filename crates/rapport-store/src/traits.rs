@@ -1,0 +1,205 @@
+//! The storage trait. One trait, grouped by area, so that the server holds a single `Arc<dyn Store>` picked once
+//! from the database URL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rapport_domain::{
+    ApiKeyId, CompanyId, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, Identity, NoteTemplateId,
+    Slug, TagId, TagPath, UserId, WorkspaceId,
+};
+
+use crate::error::StoreResult;
+use crate::records::*;
+
+/// Everything Rapport persists. Every method acts inside one workspace; a record of another workspace reads as not
+/// found. A method that returns `Err` has written nothing (each call is one transaction).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name for logs and benchmarks: `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    // ----- Workspaces -----
+
+    /// Creates a workspace with the default lifecycle stages (`raw`, `mql`, `sal`, `sql`, `customer`, labelled
+    /// Raw lead, MQL, SAL, SQL, Customer) and lead statuses (`not_reached`, `reached_no_intent`, `unqualified`,
+    /// `contacted`). Conflict `workspace_exists` when the slug is taken.
+    async fn create_workspace(&self, slug: &Slug, name: &str) -> StoreResult<Workspace>;
+    async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>>;
+    async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>>;
+
+    // ----- Users -----
+
+    /// Conflict `user_exists` when the email is taken in this workspace.
+    async fn create_user(&self, workspace: WorkspaceId, user: NewUser) -> StoreResult<User>;
+    async fn get_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<User>;
+    async fn user_by_email(&self, workspace: WorkspaceId, email: &str) -> StoreResult<Option<User>>;
+    /// Users ordered by id.
+    async fn list_users(&self, workspace: WorkspaceId, page: PageRequest<UserId>) -> StoreResult<Page<User, UserId>>;
+    async fn update_user(&self, workspace: WorkspaceId, id: UserId, update: UserUpdate) -> StoreResult<User>;
+    /// Contacts owned by the user become unowned.
+    async fn delete_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<()>;
+
+    // ----- API keys -----
+
+    /// Conflict `api_key_exists` when the same token hash is already stored.
+    async fn create_api_key(&self, workspace: WorkspaceId, key: NewApiKey) -> StoreResult<ApiKey>;
+    /// The unrevoked key with this token hash, in any workspace.
+    async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>>;
+    async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn list_api_keys(&self, workspace: WorkspaceId) -> StoreResult<Vec<ApiKey>>;
+    async fn get_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> StoreResult<ApiKey>;
+    /// Revoking twice is not an error; the first revocation time is kept.
+    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<ApiKey>;
+
+    // ----- Custom fields -----
+
+    /// Conflict `field_exists` when the key is taken for that entity.
+    async fn create_field(&self, workspace: WorkspaceId, field: NewField) -> StoreResult<FieldDefinition>;
+    /// Definitions ordered by id; `None` lists both entities.
+    async fn list_fields(&self, workspace: WorkspaceId, entity: Option<FieldEntity>) -> StoreResult<Vec<FieldDefinition>>;
+    async fn get_field(&self, workspace: WorkspaceId, id: FieldId) -> StoreResult<FieldDefinition>;
+    async fn update_field(&self, workspace: WorkspaceId, id: FieldId, update: FieldUpdate) -> StoreResult<FieldDefinition>;
+    /// Deletes the definition and removes its values from every contact or company.
+    async fn delete_field(&self, workspace: WorkspaceId, id: FieldId) -> StoreResult<()>;
+
+    // ----- Tags -----
+
+    /// The whole library ordered by path, with per-tag contact counts.
+    async fn list_tags(&self, workspace: WorkspaceId) -> StoreResult<Vec<Tag>>;
+    async fn get_tag(&self, workspace: WorkspaceId, id: TagId) -> StoreResult<Tag>;
+    /// Creates the tag and any missing groups above it (as manual tags). Conflict `tag_exists` when the path exists.
+    async fn create_tag(&self, workspace: WorkspaceId, tag: NewTag) -> StoreResult<Tag>;
+    /// Renames or moves a tag with its subtree. Conflict `tag_exists` when the new path is taken; invalid
+    /// `tag_too_deep` when the subtree would go past four levels; invalid `tag_cycle` when moved under itself.
+    async fn update_tag(&self, workspace: WorkspaceId, id: TagId, update: TagUpdate) -> StoreResult<Tag>;
+    /// Only a leaf that no contact carries can be deleted: conflict `tag_has_children` or `tag_in_use` otherwise.
+    async fn delete_tag(&self, workspace: WorkspaceId, id: TagId) -> StoreResult<()>;
+    /// Adds manual tags to a contact, creating missing ones; tags it already has are left alone. Records
+    /// `tag_added` activities. Invalid `dynamic_tag` when a path names a dynamic tag.
+    async fn add_contact_tags(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        tags: &[TagPath],
+        actor: Actor,
+    ) -> StoreResult<()>;
+    /// Removes manual tags; unknown paths and tags the contact lacks are ignored. Records `tag_removed`.
+    /// Invalid `dynamic_tag` when a path names a dynamic tag.
+    async fn remove_contact_tags(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        tags: &[TagPath],
+        actor: Actor,
+    ) -> StoreResult<()>;
+
+    // ----- Stages and lead statuses -----
+
+    async fn list_entries(&self, workspace: WorkspaceId, list: ListKind) -> StoreResult<Vec<ListEntry>>;
+    /// Conflict `stage_exists` / `status_exists` when the key is taken. Positions are renumbered 0..n.
+    async fn create_entry(&self, workspace: WorkspaceId, list: ListKind, entry: NewListEntry) -> StoreResult<ListEntry>;
+    async fn update_entry(
+        &self,
+        workspace: WorkspaceId,
+        list: ListKind,
+        key: &str,
+        update: ListEntryUpdate,
+    ) -> StoreResult<ListEntry>;
+    /// Conflict `stage_in_use` / `status_in_use` while a contact is in it; a workspace keeps at least one stage
+    /// (conflict `last_stage`).
+    async fn delete_entry(&self, workspace: WorkspaceId, list: ListKind, key: &str) -> StoreResult<()>;
+
+    // ----- Note templates -----
+
+    async fn list_note_templates(&self, workspace: WorkspaceId) -> StoreResult<Vec<NoteTemplate>>;
+    async fn get_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<NoteTemplate>;
+    /// Invalid `unknown_status` when the status key does not exist.
+    async fn create_note_template(&self, workspace: WorkspaceId, input: NoteTemplateInput) -> StoreResult<NoteTemplate>;
+    async fn update_note_template(
+        &self,
+        workspace: WorkspaceId,
+        id: NoteTemplateId,
+        input: NoteTemplateInput,
+    ) -> StoreResult<NoteTemplate>;
+    async fn delete_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<()>;
+
+    // ----- Companies -----
+
+    /// Invalid `missing_field` (field `name`) without a name; conflict `company_exists` when the domain is taken.
+    async fn create_company(&self, workspace: WorkspaceId, changes: CompanyChanges) -> StoreResult<Company>;
+    async fn get_company(&self, workspace: WorkspaceId, id: CompanyId) -> StoreResult<Company>;
+    async fn company_by_domain(&self, workspace: WorkspaceId, domain: &str) -> StoreResult<Option<Company>>;
+    /// Companies ordered by id.
+    async fn list_companies(
+        &self,
+        workspace: WorkspaceId,
+        page: PageRequest<CompanyId>,
+    ) -> StoreResult<Page<Company, CompanyId>>;
+    async fn update_company(&self, workspace: WorkspaceId, id: CompanyId, changes: CompanyChanges) -> StoreResult<Company>;
+    /// Its contacts lose the link; they are not deleted.
+    async fn delete_company(&self, workspace: WorkspaceId, id: CompanyId) -> StoreResult<()>;
+
+    // ----- Contacts -----
+
+    /// Upserts many contacts in one transaction, in order. Each is matched by its identities in precedence order
+    /// (user id, email, phone): the first identity owned by a contact selects it; a later item in the same batch
+    /// sees the earlier ones. New contacts start in the workspace's first stage unless a stage is given.
+    /// Identities of the changes that belong to a different contact than the matched one fail the whole call with
+    /// conflict `identity_conflict`. References are checked: invalid `unknown_stage`, `unknown_status`,
+    /// `unknown_owner`, `unknown_company`, `dynamic_tag` (field named `contacts[i].…` for batches of more than one,
+    /// or just the field for one). An item without any identity creates a new contact.
+    async fn upsert_contacts(
+        &self,
+        workspace: WorkspaceId,
+        items: Vec<ContactChanges>,
+        actor: Actor,
+    ) -> StoreResult<Vec<UpsertOutcome>>;
+    async fn get_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<rapport_domain::Contact>;
+    async fn find_contact(&self, workspace: WorkspaceId, identity: &Identity) -> StoreResult<Option<rapport_domain::Contact>>;
+    async fn list_contacts(
+        &self,
+        workspace: WorkspaceId,
+        page: PageRequest<ContactCursor>,
+    ) -> StoreResult<Page<rapport_domain::Contact, ContactCursor>>;
+    /// Applies changes to one contact with the same checks as an upsert (identities now owned by another contact
+    /// give `identity_conflict`). A stage or status that differs from the current one is recorded in the history.
+    async fn update_contact(
+        &self,
+        workspace: WorkspaceId,
+        id: ContactId,
+        changes: ContactChanges,
+        actor: Actor,
+    ) -> StoreResult<rapport_domain::Contact>;
+    /// Erases the person: the contact, identities, tags, activities and events.
+    async fn delete_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<()>;
+    async fn count_contacts(&self, workspace: WorkspaceId) -> StoreResult<u64>;
+
+    /// Events, stage and status changes, tag changes and notes, newest first.
+    async fn contact_timeline(
+        &self,
+        workspace: WorkspaceId,
+        id: ContactId,
+        page: PageRequest<TimelineCursor>,
+    ) -> StoreResult<Page<TimelineEntry, TimelineCursor>>;
+
+    // ----- Notes -----
+
+    /// Invalid `unknown_note_template` when the template does not exist.
+    async fn add_note(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        body: &str,
+        template: Option<NoteTemplateId>,
+        actor: Actor,
+    ) -> StoreResult<Note>;
+    async fn delete_note(&self, workspace: WorkspaceId, contact: ContactId, note: i64) -> StoreResult<()>;
+
+    // ----- Events -----
+
+    /// Appends events in one transaction and returns one outcome per event, in order. An event's contact is
+    /// found by id (outcome `UnknownContact` when it does not exist) or by identity (created, in the workspace's
+    /// first stage, when no contact has it). A message id already stored in the workspace, or repeated earlier in
+    /// the same call, makes that event a `Duplicate`. Events do not change the contact's `updated_at`.
+    async fn insert_events(&self, workspace: WorkspaceId, events: Vec<NewEvent>) -> StoreResult<Vec<EventOutcome>>;
+}
