@@ -7,17 +7,25 @@
 
 mod contact;
 mod field;
-mod ids;
 mod identity;
+mod ids;
 mod role;
 mod slug;
 mod tag;
 mod text;
 
 pub use contact::{Contact, ContactChanges, Patch, SystemFieldsPatch};
-pub use field::{FieldDefinition, FieldEntity, FieldKey, FieldType, FieldValueError, validate_field_value};
-pub use identity::{EmailAddress, EmailError, Identity, IdentityError, IdentityKind, PhoneError, PhoneNumber, normalize_domain};
-pub use ids::{ApiKeyId, InvalidId, CompanyId, ContactId, EventId, FieldId, NoteTemplateId, TagId, UserId, WorkspaceId};
+pub use field::{
+    FieldDefinition, FieldEntity, FieldKey, FieldType, FieldValueError, validate_field_value,
+};
+pub use identity::{
+    EmailAddress, EmailError, Identity, IdentityError, IdentityKind, PhoneError, PhoneNumber,
+    normalize_domain,
+};
+pub use ids::{
+    ApiKeyId, CompanyId, ContactId, EventId, FieldId, InvalidId, NoteTemplateId, TagId, UserId,
+    WorkspaceId,
+};
 pub use role::{Permission, Role};
 pub use slug::{Slug, SlugError};
 pub use tag::{MAX_TAG_DEPTH, TagKind, TagPath, TagPathError};

@@ -293,7 +293,10 @@ pub struct NewEvent {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventOutcome {
-    Stored { contact_id: ContactId, event_id: i64 },
+    Stored {
+        contact_id: ContactId,
+        event_id: i64,
+    },
     /// The message id was stored before; nothing was written.
     Duplicate,
     /// The event named a contact id that does not exist in the workspace; nothing was written for it.

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
-    ApiKeyId, CompanyId, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, Identity, NoteTemplateId,
-    Slug, TagId, TagPath, UserId, WorkspaceId,
+    ApiKeyId, CompanyId, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId,
+    Identity, NoteTemplateId, Slug, TagId, TagPath, UserId, WorkspaceId,
 };
 
 use crate::error::StoreResult;
@@ -32,10 +32,20 @@ pub trait Store: Send + Sync + 'static {
     /// Conflict `user_exists` when the email is taken in this workspace.
     async fn create_user(&self, workspace: WorkspaceId, user: NewUser) -> StoreResult<User>;
     async fn get_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<User>;
-    async fn user_by_email(&self, workspace: WorkspaceId, email: &str) -> StoreResult<Option<User>>;
+    async fn user_by_email(&self, workspace: WorkspaceId, email: &str)
+    -> StoreResult<Option<User>>;
     /// Users ordered by id.
-    async fn list_users(&self, workspace: WorkspaceId, page: PageRequest<UserId>) -> StoreResult<Page<User, UserId>>;
-    async fn update_user(&self, workspace: WorkspaceId, id: UserId, update: UserUpdate) -> StoreResult<User>;
+    async fn list_users(
+        &self,
+        workspace: WorkspaceId,
+        page: PageRequest<UserId>,
+    ) -> StoreResult<Page<User, UserId>>;
+    async fn update_user(
+        &self,
+        workspace: WorkspaceId,
+        id: UserId,
+        update: UserUpdate,
+    ) -> StoreResult<User>;
     /// Contacts owned by the user become unowned.
     async fn delete_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<()>;
 
@@ -49,16 +59,34 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self, workspace: WorkspaceId) -> StoreResult<Vec<ApiKey>>;
     async fn get_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> StoreResult<ApiKey>;
     /// Revoking twice is not an error; the first revocation time is kept.
-    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<ApiKey>;
+    async fn revoke_api_key(
+        &self,
+        workspace: WorkspaceId,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<ApiKey>;
 
     // ----- Custom fields -----
 
     /// Conflict `field_exists` when the key is taken for that entity.
-    async fn create_field(&self, workspace: WorkspaceId, field: NewField) -> StoreResult<FieldDefinition>;
+    async fn create_field(
+        &self,
+        workspace: WorkspaceId,
+        field: NewField,
+    ) -> StoreResult<FieldDefinition>;
     /// Definitions ordered by id; `None` lists both entities.
-    async fn list_fields(&self, workspace: WorkspaceId, entity: Option<FieldEntity>) -> StoreResult<Vec<FieldDefinition>>;
+    async fn list_fields(
+        &self,
+        workspace: WorkspaceId,
+        entity: Option<FieldEntity>,
+    ) -> StoreResult<Vec<FieldDefinition>>;
     async fn get_field(&self, workspace: WorkspaceId, id: FieldId) -> StoreResult<FieldDefinition>;
-    async fn update_field(&self, workspace: WorkspaceId, id: FieldId, update: FieldUpdate) -> StoreResult<FieldDefinition>;
+    async fn update_field(
+        &self,
+        workspace: WorkspaceId,
+        id: FieldId,
+        update: FieldUpdate,
+    ) -> StoreResult<FieldDefinition>;
     /// Deletes the definition and removes its values from every contact or company.
     async fn delete_field(&self, workspace: WorkspaceId, id: FieldId) -> StoreResult<()>;
 
@@ -71,7 +99,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tag(&self, workspace: WorkspaceId, tag: NewTag) -> StoreResult<Tag>;
     /// Renames or moves a tag with its subtree. Conflict `tag_exists` when the new path is taken; invalid
     /// `tag_too_deep` when the subtree would go past four levels; invalid `tag_cycle` when moved under itself.
-    async fn update_tag(&self, workspace: WorkspaceId, id: TagId, update: TagUpdate) -> StoreResult<Tag>;
+    async fn update_tag(
+        &self,
+        workspace: WorkspaceId,
+        id: TagId,
+        update: TagUpdate,
+    ) -> StoreResult<Tag>;
     /// Only a leaf that no contact carries can be deleted: conflict `tag_has_children` or `tag_in_use` otherwise.
     async fn delete_tag(&self, workspace: WorkspaceId, id: TagId) -> StoreResult<()>;
     /// Adds manual tags to a contact, creating missing ones; tags it already has are left alone. Records
@@ -95,9 +128,18 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- Stages and lead statuses -----
 
-    async fn list_entries(&self, workspace: WorkspaceId, list: ListKind) -> StoreResult<Vec<ListEntry>>;
+    async fn list_entries(
+        &self,
+        workspace: WorkspaceId,
+        list: ListKind,
+    ) -> StoreResult<Vec<ListEntry>>;
     /// Conflict `stage_exists` / `status_exists` when the key is taken. Positions are renumbered 0..n.
-    async fn create_entry(&self, workspace: WorkspaceId, list: ListKind, entry: NewListEntry) -> StoreResult<ListEntry>;
+    async fn create_entry(
+        &self,
+        workspace: WorkspaceId,
+        list: ListKind,
+        entry: NewListEntry,
+    ) -> StoreResult<ListEntry>;
     async fn update_entry(
         &self,
         workspace: WorkspaceId,
@@ -107,35 +149,65 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<ListEntry>;
     /// Conflict `stage_in_use` / `status_in_use` while a contact is in it; a workspace keeps at least one stage
     /// (conflict `last_stage`).
-    async fn delete_entry(&self, workspace: WorkspaceId, list: ListKind, key: &str) -> StoreResult<()>;
+    async fn delete_entry(
+        &self,
+        workspace: WorkspaceId,
+        list: ListKind,
+        key: &str,
+    ) -> StoreResult<()>;
 
     // ----- Note templates -----
 
     async fn list_note_templates(&self, workspace: WorkspaceId) -> StoreResult<Vec<NoteTemplate>>;
-    async fn get_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<NoteTemplate>;
+    async fn get_note_template(
+        &self,
+        workspace: WorkspaceId,
+        id: NoteTemplateId,
+    ) -> StoreResult<NoteTemplate>;
     /// Invalid `unknown_status` when the status key does not exist.
-    async fn create_note_template(&self, workspace: WorkspaceId, input: NoteTemplateInput) -> StoreResult<NoteTemplate>;
+    async fn create_note_template(
+        &self,
+        workspace: WorkspaceId,
+        input: NoteTemplateInput,
+    ) -> StoreResult<NoteTemplate>;
     async fn update_note_template(
         &self,
         workspace: WorkspaceId,
         id: NoteTemplateId,
         input: NoteTemplateInput,
     ) -> StoreResult<NoteTemplate>;
-    async fn delete_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<()>;
+    async fn delete_note_template(
+        &self,
+        workspace: WorkspaceId,
+        id: NoteTemplateId,
+    ) -> StoreResult<()>;
 
     // ----- Companies -----
 
     /// Invalid `missing_field` (field `name`) without a name; conflict `company_exists` when the domain is taken.
-    async fn create_company(&self, workspace: WorkspaceId, changes: CompanyChanges) -> StoreResult<Company>;
+    async fn create_company(
+        &self,
+        workspace: WorkspaceId,
+        changes: CompanyChanges,
+    ) -> StoreResult<Company>;
     async fn get_company(&self, workspace: WorkspaceId, id: CompanyId) -> StoreResult<Company>;
-    async fn company_by_domain(&self, workspace: WorkspaceId, domain: &str) -> StoreResult<Option<Company>>;
+    async fn company_by_domain(
+        &self,
+        workspace: WorkspaceId,
+        domain: &str,
+    ) -> StoreResult<Option<Company>>;
     /// Companies ordered by id.
     async fn list_companies(
         &self,
         workspace: WorkspaceId,
         page: PageRequest<CompanyId>,
     ) -> StoreResult<Page<Company, CompanyId>>;
-    async fn update_company(&self, workspace: WorkspaceId, id: CompanyId, changes: CompanyChanges) -> StoreResult<Company>;
+    async fn update_company(
+        &self,
+        workspace: WorkspaceId,
+        id: CompanyId,
+        changes: CompanyChanges,
+    ) -> StoreResult<Company>;
     /// Its contacts lose the link; they are not deleted.
     async fn delete_company(&self, workspace: WorkspaceId, id: CompanyId) -> StoreResult<()>;
 
@@ -154,8 +226,16 @@ pub trait Store: Send + Sync + 'static {
         items: Vec<ContactChanges>,
         actor: Actor,
     ) -> StoreResult<Vec<UpsertOutcome>>;
-    async fn get_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<rapport_domain::Contact>;
-    async fn find_contact(&self, workspace: WorkspaceId, identity: &Identity) -> StoreResult<Option<rapport_domain::Contact>>;
+    async fn get_contact(
+        &self,
+        workspace: WorkspaceId,
+        id: ContactId,
+    ) -> StoreResult<rapport_domain::Contact>;
+    async fn find_contact(
+        &self,
+        workspace: WorkspaceId,
+        identity: &Identity,
+    ) -> StoreResult<Option<rapport_domain::Contact>>;
     async fn list_contacts(
         &self,
         workspace: WorkspaceId,
@@ -193,7 +273,12 @@ pub trait Store: Send + Sync + 'static {
         template: Option<NoteTemplateId>,
         actor: Actor,
     ) -> StoreResult<Note>;
-    async fn delete_note(&self, workspace: WorkspaceId, contact: ContactId, note: i64) -> StoreResult<()>;
+    async fn delete_note(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        note: i64,
+    ) -> StoreResult<()>;
 
     // ----- Events -----
 
@@ -201,5 +286,9 @@ pub trait Store: Send + Sync + 'static {
     /// found by id (outcome `UnknownContact` when it does not exist) or by identity (created, in the workspace's
     /// first stage, when no contact has it). A message id already stored in the workspace, or repeated earlier in
     /// the same call, makes that event a `Duplicate`. Events do not change the contact's `updated_at`.
-    async fn insert_events(&self, workspace: WorkspaceId, events: Vec<NewEvent>) -> StoreResult<Vec<EventOutcome>>;
+    async fn insert_events(
+        &self,
+        workspace: WorkspaceId,
+        events: Vec<NewEvent>,
+    ) -> StoreResult<Vec<EventOutcome>>;
 }

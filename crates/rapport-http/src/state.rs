@@ -1,0 +1,9 @@
+use std::sync::Arc;
+
+use rapport_store::Store;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+}

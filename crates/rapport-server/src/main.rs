@@ -1,0 +1,233 @@
+//! `rapport`: the server and its operator commands.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use rapport_domain::{BoundedText, Role};
+use rapport_http::auth::mint_token;
+use rapport_server::bench::{self, BenchConfig};
+use rapport_server::bootstrap::bootstrap;
+use rapport_server::config::{AdminConfig, Secret, ServeConfig, StoreConfig};
+use rapport_server::{Server, open_store, shutdown_signal};
+use rapport_store::NewApiKey;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "rapport",
+    version,
+    about = "Rapport: customer operations for B2B teams"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: REST API, tracking and console.
+    Serve(ServeArgs),
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Measure Rapport's hot paths on this machine and print each figure beside its target.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Where Rapport keeps its embedded database and files.
+    #[arg(long, env = "RAPPORT_DATA_DIR", default_value = "./rapport-data")]
+    data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL; default: SQLite inside the data directory.
+    #[arg(long, env = "RAPPORT_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn config(&self) -> StoreConfig {
+        StoreConfig {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone().map(Secret::new),
+        }
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "RAPPORT_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key and print it (it is shown only once).
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, default_value = "default")]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        /// owner, admin, marketer, sales_manager, sales_rep or viewer.
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Contacts over HTTP: batch upserts, look-up by email, first page of the list.
+    Contacts {
+        /// A `postgres://` URL of an empty database to measure PostgreSQL; default: SQLite in a temporary directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// How many contacts to load.
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: usize,
+        /// Contacts per batch request.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Concurrent batch requests.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Look-ups by email to time.
+        #[arg(long, default_value_t = 10_000)]
+        lookups: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("RAPPORT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let admin = AdminConfig {
+                token: std::env::var("RAPPORT_ADMIN_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .map(Secret::new),
+                email: std::env::var("RAPPORT_ADMIN_EMAIL")
+                    .ok()
+                    .filter(|e| !e.is_empty()),
+                password: std::env::var("RAPPORT_ADMIN_PASSWORD")
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .map(Secret::new),
+            };
+            serve(ServeConfig {
+                store: args.store.config(),
+                bind: args.bind,
+                admin,
+            })
+            .await
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    store,
+                    workspace,
+                    name,
+                    role,
+                },
+        } => create_key(&store.config(), &workspace, &name, &role).await,
+        Command::Bench {
+            command:
+                BenchCommand::Contacts {
+                    database_url,
+                    contacts,
+                    batch,
+                    concurrency,
+                    lookups,
+                },
+        } => {
+            let config = BenchConfig {
+                database_url: database_url.map(Secret::new),
+                contacts,
+                batch,
+                concurrency,
+                lookups,
+            };
+            bench::contacts(config).await
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let store = open_store(&config.store).await?;
+    let report = bootstrap(store.as_ref(), &config.admin).await?;
+    for line in report.lines() {
+        println!("{line}");
+    }
+    let server = Server::bind(config.bind, store.clone()).await?;
+    let address = server.local_addr()?;
+    tracing::info!(%address, backend = store.backend(), "serving");
+    println!("Rapport is listening on http://{address}");
+    server.serve(shutdown_signal()).await
+}
+
+async fn create_key(
+    store: &StoreConfig,
+    workspace: &str,
+    name: &str,
+    role: &str,
+) -> anyhow::Result<()> {
+    let role = Role::parse(role).with_context(|| {
+        format!(
+            "unknown role {role:?}: use owner, admin, marketer, sales_manager, sales_rep or viewer"
+        )
+    })?;
+    let name = BoundedText::parse(name, 100).map_err(|error| anyhow::anyhow!("--name {error}"))?;
+    let store = open_store(store).await?;
+    let workspace = store.workspace_by_slug(workspace).await?.with_context(|| {
+        format!("no workspace {workspace:?} (run `rapport serve` once to create `default`)")
+    })?;
+    let minted = mint_token();
+    let key = NewApiKey {
+        name,
+        role,
+        prefix: minted.prefix,
+        token_hash: minted.hash,
+    };
+    store.create_api_key(workspace.id, key).await?;
+    println!("{}", minted.token);
+    Ok(())
+}

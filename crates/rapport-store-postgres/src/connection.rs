@@ -1,0 +1,78 @@
+//! Opening the database: the pool, the migrations, transactions and the workspace locks.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rapport_domain::WorkspaceId;
+use rapport_store::StoreResult;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+/// Enough connections to keep both cores of a small server busy while some requests wait on locks or the network;
+/// more would only add contention inside PostgreSQL.
+const MAX_CONNECTIONS: u32 = 12;
+
+/// A Rapport database on a PostgreSQL server. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pub(crate) pool: PgPool,
+}
+
+/// Transaction-scoped advisory locks on one workspace. The first key of PostgreSQL's two-key advisory lock names
+/// the lock, the second is the workspace id.
+///
+/// Lock order: a transaction that needs several takes `Contacts` first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WorkspaceLock {
+    /// Held by every transaction that writes contact rows or identities: upserts, updates, deletions, events that
+    /// create contacts, and the deletions of users, companies and fields that rewrite contact rows. Identity
+    /// resolution reads the owners of a batch's identities and then inserts the missing ones; holding this lock
+    /// makes that read-then-write race-free, and it keeps those writers from deadlocking on each other's row locks.
+    Contacts = 1,
+    /// Held by every transaction that creates, renames, moves or deletes tags, so that a path computed from the
+    /// library stays valid until the transaction commits.
+    TagLibrary = 2,
+    /// Held while the stage or lead status list of the workspace is reordered, so that concurrent edits do not
+    /// renumber from stale positions.
+    Lists = 3,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and brings its schema up to date.
+    pub async fn connect(url: &str) -> anyhow::Result<PostgresStore> {
+        let options: PgConnectOptions = url.parse().context("parsing the PostgreSQL URL")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .context("connecting to PostgreSQL")?;
+        sqlx::migrate!().run(&pool).await.context("migrating the PostgreSQL database")?;
+        Ok(PostgresStore { pool })
+    }
+
+    pub(crate) async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await.context("starting a transaction")?)
+    }
+}
+
+/// Takes `lock` on `workspace` until the transaction ends.
+pub(crate) async fn lock_workspace(
+    connection: &mut PgConnection,
+    workspace: WorkspaceId,
+    lock: WorkspaceLock,
+) -> StoreResult<()> {
+    let key = i32::try_from(workspace.get()).context("the workspace id exceeds the advisory lock key range")?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(lock as i32)
+        .bind(key)
+        .execute(connection)
+        .await
+        .with_context(|| format!("taking the {lock:?} lock"))?;
+    Ok(())
+}
+
+/// Commits, turning a failure into a backend error.
+pub(crate) async fn commit(transaction: Transaction<'static, Postgres>) -> StoreResult<()> {
+    Ok(transaction.commit().await.context("committing")?)
+}

@@ -1,0 +1,36 @@
+//! The PostgreSQL backend of [`rapport_store::Store`], on sqlx.
+//!
+//! Every call is one transaction on a pooled connection, so a call that returns `Err` has written nothing. Queries
+//! are runtime strings (the build needs no database); the migrations in `migrations/` are embedded and run by
+//! [`PostgresStore::connect`].
+//!
+//! Batch writes are set-based: `upsert_contacts` and `insert_events` resolve every identity of a call with one
+//! query, plan the changes in memory and write each table with one statement over `UNNEST`ed arrays, so a call costs
+//! a dozen round trips however many items it carries.
+//!
+//! Where things are: `connection.rs` opens and migrates, and holds the workspace locks; `store.rs` maps the trait
+//! onto the area modules (`access.rs` for workspaces, users and API keys, `schema.rs` for fields, stages, statuses
+//! and note templates, `tags.rs`, `companies.rs`, `contacts.rs` for reads and single-contact writes, `batch.rs` for
+//! the contact write planner shared by upserts, updates and events, `history.rs` for events, notes and the
+//! timeline); `sql.rs` holds the conversions between rows and records.
+//!
+//! Architecture invariant: every transaction that writes contact rows or identities holds the workspace's contact
+//! lock (see [`connection::WorkspaceLock`]), so identity resolution never races.
+
+#![forbid(unsafe_code)]
+
+mod access;
+mod batch;
+mod companies;
+mod connection;
+mod contacts;
+mod history;
+mod schema;
+mod sql;
+mod store;
+mod tags;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use connection::PostgresStore;

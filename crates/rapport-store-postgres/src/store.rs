@@ -1,0 +1,301 @@
+//! [`Store`] for [`PostgresStore`]: each method runs, inside a span, the inherent method of the same name that an
+//! area module defines (inherent methods take precedence over trait methods, so these calls never recurse).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rapport_domain::{
+    ApiKeyId, CompanyId, Contact, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, Identity,
+    NoteTemplateId, Slug, TagId, TagPath, UserId, WorkspaceId,
+};
+use rapport_store::{
+    Actor, ApiKey, Company, CompanyChanges, ContactCursor, EventOutcome, FieldUpdate, ListEntry, ListEntryUpdate,
+    ListKind, NewApiKey, NewEvent, NewField, NewListEntry, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput, Page,
+    PageRequest, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, UpsertOutcome, User, UserUpdate,
+    Workspace,
+};
+use tracing::instrument;
+
+use crate::connection::PostgresStore;
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    // ----- Workspaces -----
+    #[instrument(level = "debug", skip_all)]
+    async fn create_workspace(&self, slug: &Slug, name: &str) -> StoreResult<Workspace> {
+        self.create_workspace(slug, name).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
+        self.workspace_by_slug(slug).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
+        self.list_workspaces().await
+    }
+
+    // ----- Users -----
+    #[instrument(level = "debug", skip_all)]
+    async fn create_user(&self, workspace: WorkspaceId, user: NewUser) -> StoreResult<User> {
+        self.create_user(workspace, user).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<User> {
+        self.get_user(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn user_by_email(&self, workspace: WorkspaceId, email: &str) -> StoreResult<Option<User>> {
+        self.user_by_email(workspace, email).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_users(&self, workspace: WorkspaceId, page: PageRequest<UserId>) -> StoreResult<Page<User, UserId>> {
+        self.list_users(workspace, page).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn update_user(&self, workspace: WorkspaceId, id: UserId, update: UserUpdate) -> StoreResult<User> {
+        self.update_user(workspace, id, update).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<()> {
+        self.delete_user(workspace, id).await
+    }
+
+    // ----- API keys -----
+    #[instrument(level = "debug", skip_all)]
+    async fn create_api_key(&self, workspace: WorkspaceId, key: NewApiKey) -> StoreResult<ApiKey> {
+        self.create_api_key(workspace, key).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>> {
+        self.api_key_by_hash(token_hash).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()> {
+        self.touch_api_key(id, at).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_api_keys(&self, workspace: WorkspaceId) -> StoreResult<Vec<ApiKey>> {
+        self.list_api_keys(workspace).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> StoreResult<ApiKey> {
+        self.get_api_key(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<ApiKey> {
+        self.revoke_api_key(workspace, id, at).await
+    }
+
+    // ----- Custom fields -----
+    #[instrument(level = "debug", skip_all)]
+    async fn create_field(&self, workspace: WorkspaceId, field: NewField) -> StoreResult<FieldDefinition> {
+        self.create_field(workspace, field).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_fields(&self, workspace: WorkspaceId, entity: Option<FieldEntity>) -> StoreResult<Vec<FieldDefinition>> {
+        self.list_fields(workspace, entity).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_field(&self, workspace: WorkspaceId, id: FieldId) -> StoreResult<FieldDefinition> {
+        self.get_field(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn update_field(&self, workspace: WorkspaceId, id: FieldId, update: FieldUpdate) -> StoreResult<FieldDefinition> {
+        self.update_field(workspace, id, update).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_field(&self, workspace: WorkspaceId, id: FieldId) -> StoreResult<()> {
+        self.delete_field(workspace, id).await
+    }
+
+    // ----- Tags -----
+    #[instrument(level = "debug", skip_all)]
+    async fn list_tags(&self, workspace: WorkspaceId) -> StoreResult<Vec<Tag>> {
+        self.list_tags(workspace).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_tag(&self, workspace: WorkspaceId, id: TagId) -> StoreResult<Tag> {
+        self.get_tag(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn create_tag(&self, workspace: WorkspaceId, tag: NewTag) -> StoreResult<Tag> {
+        self.create_tag(workspace, tag).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn update_tag(&self, workspace: WorkspaceId, id: TagId, update: TagUpdate) -> StoreResult<Tag> {
+        self.update_tag(workspace, id, update).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_tag(&self, workspace: WorkspaceId, id: TagId) -> StoreResult<()> {
+        self.delete_tag(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn add_contact_tags(&self, workspace: WorkspaceId, contact: ContactId, tags: &[TagPath], actor: Actor) -> StoreResult<()> {
+        self.add_contact_tags(workspace, contact, tags, actor).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn remove_contact_tags(&self, workspace: WorkspaceId, contact: ContactId, tags: &[TagPath], actor: Actor) -> StoreResult<()> {
+        self.remove_contact_tags(workspace, contact, tags, actor).await
+    }
+
+    // ----- Stages and lead statuses -----
+    #[instrument(level = "debug", skip_all)]
+    async fn list_entries(&self, workspace: WorkspaceId, list: ListKind) -> StoreResult<Vec<ListEntry>> {
+        self.list_entries(workspace, list).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn create_entry(&self, workspace: WorkspaceId, list: ListKind, entry: NewListEntry) -> StoreResult<ListEntry> {
+        self.create_entry(workspace, list, entry).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn update_entry(&self, workspace: WorkspaceId, list: ListKind, key: &str, update: ListEntryUpdate) -> StoreResult<ListEntry> {
+        self.update_entry(workspace, list, key, update).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_entry(&self, workspace: WorkspaceId, list: ListKind, key: &str) -> StoreResult<()> {
+        self.delete_entry(workspace, list, key).await
+    }
+
+    // ----- Note templates -----
+    #[instrument(level = "debug", skip_all)]
+    async fn list_note_templates(&self, workspace: WorkspaceId) -> StoreResult<Vec<NoteTemplate>> {
+        self.list_note_templates(workspace).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<NoteTemplate> {
+        self.get_note_template(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn create_note_template(&self, workspace: WorkspaceId, input: NoteTemplateInput) -> StoreResult<NoteTemplate> {
+        self.create_note_template(workspace, input).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn update_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId, input: NoteTemplateInput) -> StoreResult<NoteTemplate> {
+        self.update_note_template(workspace, id, input).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<()> {
+        self.delete_note_template(workspace, id).await
+    }
+
+    // ----- Companies -----
+    #[instrument(level = "debug", skip_all)]
+    async fn create_company(&self, workspace: WorkspaceId, changes: CompanyChanges) -> StoreResult<Company> {
+        self.create_company(workspace, changes).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_company(&self, workspace: WorkspaceId, id: CompanyId) -> StoreResult<Company> {
+        self.get_company(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn company_by_domain(&self, workspace: WorkspaceId, domain: &str) -> StoreResult<Option<Company>> {
+        self.company_by_domain(workspace, domain).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_companies(&self, workspace: WorkspaceId, page: PageRequest<CompanyId>) -> StoreResult<Page<Company, CompanyId>> {
+        self.list_companies(workspace, page).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn update_company(&self, workspace: WorkspaceId, id: CompanyId, changes: CompanyChanges) -> StoreResult<Company> {
+        self.update_company(workspace, id, changes).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_company(&self, workspace: WorkspaceId, id: CompanyId) -> StoreResult<()> {
+        self.delete_company(workspace, id).await
+    }
+
+    // ----- Contacts -----
+    #[instrument(level = "debug", skip_all)]
+    async fn upsert_contacts(&self, workspace: WorkspaceId, items: Vec<ContactChanges>, actor: Actor) -> StoreResult<Vec<UpsertOutcome>> {
+        self.upsert_contacts(workspace, items, actor).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Contact> {
+        self.get_contact(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn find_contact(&self, workspace: WorkspaceId, identity: &Identity) -> StoreResult<Option<Contact>> {
+        self.find_contact(workspace, identity).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_contacts(&self, workspace: WorkspaceId, page: PageRequest<ContactCursor>) -> StoreResult<Page<Contact, ContactCursor>> {
+        self.list_contacts(workspace, page).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn update_contact(&self, workspace: WorkspaceId, id: ContactId, changes: ContactChanges, actor: Actor) -> StoreResult<Contact> {
+        self.update_contact(workspace, id, changes, actor).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<()> {
+        self.delete_contact(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn count_contacts(&self, workspace: WorkspaceId) -> StoreResult<u64> {
+        self.count_contacts(workspace).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn contact_timeline(&self, workspace: WorkspaceId, id: ContactId, page: PageRequest<TimelineCursor>) -> StoreResult<Page<TimelineEntry, TimelineCursor>> {
+        self.contact_timeline(workspace, id, page).await
+    }
+
+    // ----- Notes -----
+    #[instrument(level = "debug", skip_all)]
+    async fn add_note(&self, workspace: WorkspaceId, contact: ContactId, body: &str, template: Option<NoteTemplateId>, actor: Actor) -> StoreResult<Note> {
+        self.add_note(workspace, contact, body, template, actor).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_note(&self, workspace: WorkspaceId, contact: ContactId, note: i64) -> StoreResult<()> {
+        self.delete_note(workspace, contact, note).await
+    }
+
+    // ----- Events -----
+    #[instrument(level = "debug", skip_all)]
+    async fn insert_events(&self, workspace: WorkspaceId, events: Vec<NewEvent>) -> StoreResult<Vec<EventOutcome>> {
+        self.insert_events(workspace, events).await
+    }
+}

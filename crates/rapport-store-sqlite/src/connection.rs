@@ -1,0 +1,135 @@
+//! Opening the database: connections, their settings, the migrations, and running work on them off the async
+//! executor.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use anyhow::{Context, bail};
+use rapport_store::StoreResult;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+/// Applied in order; the database's `user_version` is the number of migrations it has.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+
+const READER_CONNECTIONS: usize = 4;
+
+/// Large enough to keep the statements of every hot path prepared on each connection.
+const STATEMENT_CACHE_CAPACITY: usize = 128;
+
+/// A Rapport database in one SQLite file. Cheap to clone; clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    connections: Arc<Connections>,
+}
+
+struct Connections {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file if needed, and brings its schema up to date.
+    pub fn open(path: &Path) -> anyhow::Result<SqliteStore> {
+        let mut writer = open_connection(path, false).context("opening the writer connection")?;
+        writer.pragma_update(None, "journal_mode", "WAL").context("switching to WAL mode")?;
+        migrate(&mut writer).with_context(|| format!("migrating {}", path.display()))?;
+        let readers = (0..READER_CONNECTIONS)
+            .map(|_| open_connection(path, true).map(Mutex::new))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .context("opening the reader connections")?;
+        let connections = Connections { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) };
+        Ok(SqliteStore { connections: Arc::new(connections) })
+    }
+
+    /// Runs `work` in one read transaction on a reader connection, so that it sees a single snapshot.
+    pub(crate) async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let connections = Arc::clone(&self.connections);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connections.reader();
+            let transaction = connection.transaction().context("starting a read transaction")?;
+            work(&transaction)
+        })
+        .await
+        .context("the store's blocking task failed")?
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer connection, committed only when it succeeds.
+    pub(crate) async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let connections = Arc::clone(&self.connections);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = lock(&connections.writer);
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("starting a write transaction")?;
+            let value = work(&transaction)?;
+            transaction.commit().context("committing")?;
+            Ok(value)
+        })
+        .await
+        .context("the store's blocking task failed")?
+    }
+}
+
+impl Connections {
+    /// A free reader if there is one, otherwise the next in turn (waiting for it).
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let count = self.readers.len();
+        for offset in 0..count {
+            if let Ok(guard) = self.readers[(start + offset) % count].try_lock() {
+                return guard;
+            }
+        }
+        lock(&self.readers[start % count])
+    }
+}
+
+/// A panic while a connection was held has already rolled its transaction back (the `Transaction` guard does that
+/// on drop), so the connection itself is fine to use again.
+fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    connection.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn open_connection(path: &Path, read_only: bool) -> anyhow::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).with_context(|| format!("opening {}", path.display()))?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    // FULL: a write that was acknowledged survives a power cut, not only a crash of the process.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.pragma_update(None, "busy_timeout", 5000)?;
+    connection.pragma_update(None, "cache_size", -32_768)?;
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
+    if read_only {
+        connection.pragma_update(None, "query_only", "ON")?;
+    }
+    Ok(connection)
+}
+
+/// Applies the migrations the database lacks, each in its own transaction together with the new `user_version`.
+fn migrate(connection: &mut Connection) -> anyhow::Result<()> {
+    loop {
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = transaction.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let applied = usize::try_from(version).context("negative user_version")?;
+        if applied > MIGRATIONS.len() {
+            bail!("the database has schema version {applied}, newer than this build knows ({})", MIGRATIONS.len());
+        }
+        let Some(migration) = MIGRATIONS.get(applied) else {
+            return Ok(());
+        };
+        transaction.execute_batch(migration).with_context(|| format!("applying migration {}", applied + 1))?;
+        transaction.pragma_update(None, "user_version", applied + 1)?;
+        transaction.commit()?;
+    }
+}

@@ -1,0 +1,24 @@
+//! The SQLite backend of [`rapport_store::Store`], on rusqlite.
+//!
+//! One writer connection behind a mutex and a few reader connections, all in WAL mode, so that reads never wait
+//! for a write. Every call runs on tokio's blocking pool; every writing call is one `BEGIN IMMEDIATE` transaction,
+//! so a call that returns `Err` has written nothing.
+//!
+//! Where things are: `connection.rs` opens, configures and migrates; `store.rs` maps the trait onto the area
+//! modules (`access.rs` for workspaces, users and API keys, `schema.rs` for fields, stages, statuses and note
+//! templates, `tags.rs`, `companies.rs`, `contacts.rs`, `history.rs` for events, notes and the timeline);
+//! `sql.rs` holds the conversions between rows and records.
+
+#![forbid(unsafe_code)]
+
+mod access;
+mod companies;
+mod connection;
+mod contacts;
+mod history;
+mod schema;
+mod sql;
+mod store;
+mod tags;
+
+pub use connection::SqliteStore;
