@@ -11,9 +11,17 @@ use crate::sql::{fetch_limit, into_page, json_object_at, merge_fields, now_micro
 const COMPANY_COLUMNS: &str = "id, name, domain, industry, size, fields, created_at, updated_at,
     (SELECT count(*) FROM contacts WHERE contacts.company_id = companies.id)";
 
-pub(crate) fn create_company(tx: &Transaction<'_>, workspace: WorkspaceId, changes: CompanyChanges) -> StoreResult<Company> {
+pub(crate) fn create_company(
+    tx: &Transaction<'_>,
+    workspace: WorkspaceId,
+    changes: CompanyChanges,
+) -> StoreResult<Company> {
     let Some(name) = &changes.name else {
-        return Err(StoreError::invalid("missing_field", "name", "a company needs a name"));
+        return Err(StoreError::invalid(
+            "missing_field",
+            "name",
+            "a company needs a name",
+        ));
     };
     let domain = changes.domain.clone().apply_to(None);
     check_domain_free(tx, workspace, domain.as_deref(), None)?;
@@ -36,18 +44,35 @@ pub(crate) fn create_company(tx: &Transaction<'_>, workspace: WorkspaceId, chang
     get_company(tx, workspace, CompanyId::new(tx.last_insert_rowid()))
 }
 
-pub(crate) fn get_company(conn: &Connection, workspace: WorkspaceId, id: CompanyId) -> StoreResult<Company> {
-    let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND id = ?2");
+pub(crate) fn get_company(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    id: CompanyId,
+) -> StoreResult<Company> {
+    let sql =
+        format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND id = ?2");
     let mut statement = conn.prepare_cached(&sql).context("preparing get_company")?;
-    let company =
-        statement.query_row(params![workspace.get(), id.get()], company_from_row).optional().context("reading a company")?;
+    let company = statement
+        .query_row(params![workspace.get(), id.get()], company_from_row)
+        .optional()
+        .context("reading a company")?;
     company.ok_or(StoreError::not_found("company"))
 }
 
-pub(crate) fn company_by_domain(conn: &Connection, workspace: WorkspaceId, domain: &str) -> StoreResult<Option<Company>> {
-    let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND domain = ?2");
-    let mut statement = conn.prepare_cached(&sql).context("preparing company_by_domain")?;
-    Ok(statement.query_row(params![workspace.get(), domain], company_from_row).optional().context("reading a company")?)
+pub(crate) fn company_by_domain(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    domain: &str,
+) -> StoreResult<Option<Company>> {
+    let sql =
+        format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND domain = ?2");
+    let mut statement = conn
+        .prepare_cached(&sql)
+        .context("preparing company_by_domain")?;
+    Ok(statement
+        .query_row(params![workspace.get(), domain], company_from_row)
+        .optional()
+        .context("reading a company")?)
 }
 
 pub(crate) fn list_companies(
@@ -55,13 +80,22 @@ pub(crate) fn list_companies(
     workspace: WorkspaceId,
     page: PageRequest<CompanyId>,
 ) -> StoreResult<Page<Company, CompanyId>> {
-    let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
-    let mut statement = conn.prepare_cached(&sql).context("preparing list_companies")?;
+    let sql = format!(
+        "SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+    );
+    let mut statement = conn
+        .prepare_cached(&sql)
+        .context("preparing list_companies")?;
     let after = page.after.map_or(0, CompanyId::get);
     let rows = statement
-        .query_map(params![workspace.get(), after, fetch_limit(page.limit)], company_from_row)
+        .query_map(
+            params![workspace.get(), after, fetch_limit(page.limit)],
+            company_from_row,
+        )
         .context("listing companies")?;
-    let companies = rows.collect::<rusqlite::Result<Vec<_>>>().context("reading companies")?;
+    let companies = rows
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .context("reading companies")?;
     Ok(into_page(companies, page.limit, |company| company.id))
 }
 
@@ -97,9 +131,16 @@ pub(crate) fn update_company(
 }
 
 /// The company's contacts lose the link through the foreign key's `ON DELETE SET NULL`.
-pub(crate) fn delete_company(tx: &Transaction<'_>, workspace: WorkspaceId, id: CompanyId) -> StoreResult<()> {
+pub(crate) fn delete_company(
+    tx: &Transaction<'_>,
+    workspace: WorkspaceId,
+    id: CompanyId,
+) -> StoreResult<()> {
     let deleted = tx
-        .execute("DELETE FROM companies WHERE workspace_id = ?1 AND id = ?2", params![workspace.get(), id.get()])
+        .execute(
+            "DELETE FROM companies WHERE workspace_id = ?1 AND id = ?2",
+            params![workspace.get(), id.get()],
+        )
         .context("deleting a company")?;
     if deleted == 0 {
         return Err(StoreError::not_found("company"));
@@ -115,15 +156,18 @@ fn check_domain_free(
 ) -> StoreResult<()> {
     let Some(domain) = domain else { return Ok(()) };
     let owner: Option<i64> = conn
-        .query_row("SELECT id FROM companies WHERE workspace_id = ?1 AND domain = ?2", params![workspace.get(), domain], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT id FROM companies WHERE workspace_id = ?1 AND domain = ?2",
+            params![workspace.get(), domain],
+            |row| row.get(0),
+        )
         .optional()
         .context("checking a company domain")?;
     match owner {
-        Some(owner) if Some(CompanyId::new(owner)) != except => {
-            Err(StoreError::conflict("company_exists", format!("a company with the domain {domain} exists")))
-        }
+        Some(owner) if Some(CompanyId::new(owner)) != except => Err(StoreError::conflict(
+            "company_exists",
+            format!("a company with the domain {domain} exists"),
+        )),
         _ => Ok(()),
     }
 }

@@ -14,6 +14,9 @@ const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
 
 const READER_CONNECTIONS: usize = 4;
 
+/// 64 MiB of 4 KiB pages.
+const WAL_CHECKPOINT_PAGES: i64 = 16_384;
+
 /// Large enough to keep the statements of every hot path prepared on each connection.
 const STATEMENT_CACHE_CAPACITY: usize = 128;
 
@@ -33,14 +36,27 @@ impl SqliteStore {
     /// Opens the database at `path`, creating the file if needed, and brings its schema up to date.
     pub fn open(path: &Path) -> anyhow::Result<SqliteStore> {
         let mut writer = open_connection(path, false).context("opening the writer connection")?;
-        writer.pragma_update(None, "journal_mode", "WAL").context("switching to WAL mode")?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .context("switching to WAL mode")?;
+        // Event ingestion dirties index pages all over the file. Checkpointing every 64 MiB of WAL instead of every
+        // 4 MiB writes a page that changed in many commits back to the database once, not once per commit; the
+        // WAL file is cut back to that size after each checkpoint.
+        writer.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+        writer.pragma_update(None, "journal_size_limit", WAL_CHECKPOINT_PAGES * 4096)?;
         migrate(&mut writer).with_context(|| format!("migrating {}", path.display()))?;
         let readers = (0..READER_CONNECTIONS)
             .map(|_| open_connection(path, true).map(Mutex::new))
             .collect::<anyhow::Result<Vec<_>>>()
             .context("opening the reader connections")?;
-        let connections = Connections { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) };
-        Ok(SqliteStore { connections: Arc::new(connections) })
+        let connections = Connections {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        };
+        Ok(SqliteStore {
+            connections: Arc::new(connections),
+        })
     }
 
     /// Runs `work` in one read transaction on a reader connection, so that it sees a single snapshot.
@@ -52,7 +68,9 @@ impl SqliteStore {
         let connections = Arc::clone(&self.connections);
         tokio::task::spawn_blocking(move || {
             let mut connection = connections.reader();
-            let transaction = connection.transaction().context("starting a read transaction")?;
+            let transaction = connection
+                .transaction()
+                .context("starting a read transaction")?;
             work(&transaction)
         })
         .await
@@ -101,8 +119,11 @@ fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 fn open_connection(path: &Path, read_only: bool) -> anyhow::Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(path, flags).with_context(|| format!("opening {}", path.display()))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)
+        .with_context(|| format!("opening {}", path.display()))?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     // FULL: a write that was acknowledged survives a power cut, not only a crash of the process.
     connection.pragma_update(None, "synchronous", "FULL")?;
@@ -120,15 +141,21 @@ fn open_connection(path: &Path, read_only: bool) -> anyhow::Result<Connection> {
 fn migrate(connection: &mut Connection) -> anyhow::Result<()> {
     loop {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = transaction.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let version: i64 =
+            transaction.pragma_query_value(None, "user_version", |row| row.get(0))?;
         let applied = usize::try_from(version).context("negative user_version")?;
         if applied > MIGRATIONS.len() {
-            bail!("the database has schema version {applied}, newer than this build knows ({})", MIGRATIONS.len());
+            bail!(
+                "the database has schema version {applied}, newer than this build knows ({})",
+                MIGRATIONS.len()
+            );
         }
         let Some(migration) = MIGRATIONS.get(applied) else {
             return Ok(());
         };
-        transaction.execute_batch(migration).with_context(|| format!("applying migration {}", applied + 1))?;
+        transaction
+            .execute_batch(migration)
+            .with_context(|| format!("applying migration {}", applied + 1))?;
         transaction.pragma_update(None, "user_version", applied + 1)?;
         transaction.commit()?;
     }

@@ -7,13 +7,15 @@ use anyhow::Context;
 use chrono::SecondsFormat;
 use rapport_domain::{ContactId, Identity, NoteTemplateId, WorkspaceId};
 use rapport_store::{
-    Actor, ContactRef, EventOutcome, NewEvent, Note, Page, PageRequest, StoreError, StoreResult, TimelineCursor,
-    TimelineEntry,
+    Actor, ContactRef, EventOutcome, NewEvent, Note, Page, PageRequest, StoreError, StoreResult,
+    TimelineCursor, TimelineEntry,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::{Value, json};
 
-use crate::contacts::{References, check_contact_exists, contact_exists, identity_owner, insert_identified_contact};
+use crate::contacts::{
+    References, check_contact_exists, contact_exists, identity_owner, insert_identified_contact,
+};
 use crate::schema::get_note_template;
 use crate::sql::{fetch_limit, into_page, json_at, micros, now_micros, time_at, time_from_micros};
 
@@ -35,7 +37,14 @@ pub(crate) fn record_activity(
         )
         .context("preparing record_activity")?;
     insert
-        .execute(params![workspace.get(), contact.get(), kind, at, actor, data.to_string()])
+        .execute(params![
+            workspace.get(),
+            contact.get(),
+            kind,
+            at,
+            actor,
+            data.to_string()
+        ])
         .context("recording an activity")?;
     Ok(tx.last_insert_rowid())
 }
@@ -65,12 +74,18 @@ pub(crate) fn contact_timeline(
              ORDER BY 1 DESC, 2 DESC, 3 DESC LIMIT ?5",
         )
         .context("preparing contact_timeline")?;
-    let (at, source, entry) =
-        page.after.map_or((i64::MAX, i64::MAX, i64::MAX), |after| (micros(after.at), after.source, after.id));
+    let (at, source, entry) = page.after.map_or((i64::MAX, i64::MAX, i64::MAX), |after| {
+        (micros(after.at), after.source, after.id)
+    });
     let rows = statement
-        .query_map(params![id.get(), at, source, entry, fetch_limit(page.limit)], timeline_entry_from_row)
+        .query_map(
+            params![id.get(), at, source, entry, fetch_limit(page.limit)],
+            timeline_entry_from_row,
+        )
         .context("reading the timeline")?;
-    let entries = rows.collect::<rusqlite::Result<Vec<_>>>().context("reading timeline entries")?;
+    let entries = rows
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .context("reading timeline entries")?;
     Ok(into_page(entries, page.limit, |entry| entry.cursor))
 }
 
@@ -93,7 +108,12 @@ fn timeline_entry_from_row(row: &Row<'_>) -> rusqlite::Result<TimelineEntry> {
     } else {
         json_at(row, 4)?
     };
-    Ok(TimelineEntry { kind, at, data, cursor: TimelineCursor { at, source, id } })
+    Ok(TimelineEntry {
+        kind,
+        at,
+        data,
+        cursor: TimelineCursor { at, source, id },
+    })
 }
 
 // ----- Notes -----
@@ -111,21 +131,42 @@ pub(crate) fn add_note(
         match get_note_template(tx, workspace, template) {
             Err(StoreError::NotFound { .. }) => {
                 let message = format!("there is no note template {template}");
-                return Err(StoreError::invalid("unknown_note_template", "template_id", message));
+                return Err(StoreError::invalid(
+                    "unknown_note_template",
+                    "template_id",
+                    message,
+                ));
             }
             other => other?,
         };
     }
     let now = now_micros();
     let author = actor.to_string();
-    let data = json!({ "body": body, "author": author, "template_id": template.map(NoteTemplateId::get) });
+    let data =
+        json!({ "body": body, "author": author, "template_id": template.map(NoteTemplateId::get) });
     let id = record_activity(tx, workspace, contact, "note", now, &author, &data)?;
     // The note's id is the activity's, known only once it is inserted.
-    tx.execute("UPDATE activities SET data = json_set(data, '$.id', id) WHERE id = ?1", [id]).context("numbering a note")?;
-    Ok(Note { id, contact_id: contact, body: body.to_owned(), author, template_id: template, created_at: time_from_micros(now).context("note time")? })
+    tx.execute(
+        "UPDATE activities SET data = json_set(data, '$.id', id) WHERE id = ?1",
+        [id],
+    )
+    .context("numbering a note")?;
+    Ok(Note {
+        id,
+        contact_id: contact,
+        body: body.to_owned(),
+        author,
+        template_id: template,
+        created_at: time_from_micros(now).context("note time")?,
+    })
 }
 
-pub(crate) fn delete_note(tx: &Transaction<'_>, workspace: WorkspaceId, contact: ContactId, note: i64) -> StoreResult<()> {
+pub(crate) fn delete_note(
+    tx: &Transaction<'_>,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    note: i64,
+) -> StoreResult<()> {
     let deleted = tx
         .execute(
             "DELETE FROM activities WHERE workspace_id = ?1 AND contact_id = ?2 AND id = ?3 AND kind = 'note'",
@@ -197,10 +238,18 @@ pub(crate) fn insert_events(
                                 }
                             }
                             if first_stage.is_none() {
-                                first_stage = Some(References::load(tx, workspace)?.first_stage()?.to_owned());
+                                first_stage = Some(
+                                    References::load(tx, workspace)?.first_stage()?.to_owned(),
+                                );
                             }
                             let stage = first_stage.as_deref().unwrap_or_default();
-                            insert_identified_contact(tx, workspace, &identity, stage, now_micros())?
+                            insert_identified_contact(
+                                tx,
+                                workspace,
+                                &identity,
+                                stage,
+                                now_micros(),
+                            )?
                         }
                     };
                     contacts_by_identity.insert(identity, id);
@@ -222,7 +271,10 @@ pub(crate) fn insert_events(
             ])
             .context("inserting an event")?;
         outcomes.push(if inserted == 1 {
-            EventOutcome::Stored { contact_id, event_id: tx.last_insert_rowid() }
+            EventOutcome::Stored {
+                contact_id,
+                event_id: tx.last_insert_rowid(),
+            }
         } else {
             EventOutcome::Duplicate
         });
@@ -230,11 +282,17 @@ pub(crate) fn insert_events(
     Ok(outcomes)
 }
 
-fn message_id_stored(conn: &Connection, workspace: WorkspaceId, message_id: &str) -> StoreResult<bool> {
+fn message_id_stored(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    message_id: &str,
+) -> StoreResult<bool> {
     let mut statement = conn
         .prepare_cached("SELECT 1 FROM events WHERE workspace_id = ?1 AND message_id = ?2")
         .context("preparing a message id probe")?;
-    let found: Option<i64> =
-        statement.query_row(params![workspace.get(), message_id], |row| row.get(0)).optional().context("probing a message id")?;
+    let found: Option<i64> = statement
+        .query_row(params![workspace.get(), message_id], |row| row.get(0))
+        .optional()
+        .context("probing a message id")?;
     Ok(found.is_some())
 }

@@ -16,19 +16,29 @@ pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
 }
 
 pub(crate) fn time_from_micros(micros: i64) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(micros).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, micros))
+    DateTime::from_timestamp_micros(micros)
+        .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, micros))
 }
 
 pub(crate) fn time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
     time_from_micros(row.get(index)?)
 }
 
-pub(crate) fn optional_time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    row.get::<_, Option<i64>>(index)?.map(time_from_micros).transpose()
+pub(crate) fn optional_time_at(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    row.get::<_, Option<i64>>(index)?
+        .map(time_from_micros)
+        .transpose()
 }
 
 /// Reads a text column back into the domain type it was written from (a role, a slug, a kind, …).
-pub(crate) fn parsed_at<T>(row: &Row<'_>, index: usize, parse: impl FnOnce(&str) -> Option<T>) -> rusqlite::Result<T> {
+pub(crate) fn parsed_at<T>(
+    row: &Row<'_>,
+    index: usize,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     parse(&text).ok_or_else(|| corrupt(index, format!("unexpected value {text:?}")))
 }

@@ -3,7 +3,7 @@
 //! A backend's `tests/store_suite.rs` provides a function that makes a fresh, empty database and returns a guard
 //! implementing [`TestStore`]; dropping the guard cleans the database up. Then
 //!
-//! ```ignore
+//! ```text
 //! rapport_store::store_tests!(fresh);
 //! ```
 //!
