@@ -3,7 +3,9 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rapport_domain::{ApiKeyId, Slug, UserId, WorkspaceId};
-use rapport_store::{ApiKey, NewApiKey, NewUser, Page, PageRequest, StoreError, StoreResult, User, UserUpdate, Workspace};
+use rapport_store::{
+    ApiKey, NewApiKey, NewUser, Page, PageRequest, StoreError, StoreResult, User, UserUpdate, Workspace,
+};
 
 use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace};
 use crate::sql::{
@@ -26,14 +28,13 @@ impl PostgresStore {
 
     pub(crate) async fn create_workspace(&self, slug: &Slug, name: &str) -> StoreResult<Workspace> {
         let mut tx = self.begin().await?;
-        let sql = format!("INSERT INTO workspaces (slug, name, created_at) VALUES ($1, $2, now()) RETURNING {WORKSPACE_COLUMNS}");
-        let row: WorkspaceRow = sqlx::query_as(&sql)
-            .bind(slug.as_str())
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|error| {
-                let exists = || StoreError::conflict("workspace_exists", format!("the workspace {slug} exists already"));
+        let sql = format!(
+            "INSERT INTO workspaces (slug, name, created_at) VALUES ($1, $2, now()) RETURNING {WORKSPACE_COLUMNS}"
+        );
+        let row: WorkspaceRow =
+            sqlx::query_as(&sql).bind(slug.as_str()).bind(name).fetch_one(&mut *tx).await.map_err(|error| {
+                let exists =
+                    || StoreError::conflict("workspace_exists", format!("the workspace {slug} exists already"));
                 unique_conflict(error, "workspaces_slug_key", exists, "inserting a workspace")
             })?;
         let workspace = row.into_record()?;
@@ -129,8 +130,7 @@ impl PostgresStore {
         workspace: WorkspaceId,
         request: PageRequest<UserId>,
     ) -> StoreResult<Page<User, UserId>> {
-        let sql =
-            format!("SELECT {USER_COLUMNS} FROM users WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3");
         let rows: Vec<UserRow> = sqlx::query_as(&sql)
             .bind(workspace.get())
             .bind(request.after.map_or(0, UserId::get))
@@ -142,7 +142,12 @@ impl PostgresStore {
         Ok(page(users, request.limit, |user| user.id))
     }
 
-    pub(crate) async fn update_user(&self, workspace: WorkspaceId, id: UserId, update: UserUpdate) -> StoreResult<User> {
+    pub(crate) async fn update_user(
+        &self,
+        workspace: WorkspaceId,
+        id: UserId,
+        update: UserUpdate,
+    ) -> StoreResult<User> {
         let sql = format!(
             "UPDATE users SET name = coalesce($3, name), role = coalesce($4, role),
                 password_hash = coalesce($5, password_hash), updated_at = now()
@@ -160,18 +165,22 @@ impl PostgresStore {
         Ok(row.ok_or(StoreError::not_found("user"))?.into_record()?)
     }
 
-    /// The user's contacts lose their owner through the foreign key's `ON DELETE SET NULL`, which rewrites contact
-    /// rows: hence the contact lock.
+    /// The user's contacts lose their owner (contacts have no foreign keys; see the migration), under the contact
+    /// lock that every writer of contact rows holds.
     pub(crate) async fn delete_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         lock_workspace(&mut tx, workspace, WorkspaceLock::Contacts).await?;
-        let deleted = sqlx::query("DELETE FROM users WHERE workspace_id = $1 AND id = $2")
-            .bind(workspace.get())
-            .bind(id.get())
-            .execute(&mut *tx)
-            .await
-            .context("deleting a user")?
-            .rows_affected();
+        let deleted: i64 = sqlx::query_scalar(
+            "WITH deleted AS (DELETE FROM users WHERE workspace_id = $1 AND id = $2 RETURNING id),
+                 unowned AS (UPDATE contacts SET owner_id = NULL
+                             WHERE owner_id IN (SELECT id FROM deleted) AND workspace_id = $1)
+             SELECT count(*) FROM deleted",
+        )
+        .bind(workspace.get())
+        .bind(id.get())
+        .fetch_one(&mut *tx)
+        .await
+        .context("deleting a user")?;
         if deleted == 0 {
             return Err(StoreError::not_found("user"));
         }

@@ -21,13 +21,15 @@ pub struct PostgresStore {
 /// Transaction-scoped advisory locks on one workspace. The first key of PostgreSQL's two-key advisory lock names
 /// the lock, the second is the workspace id.
 ///
-/// Lock order: a transaction that needs several takes `Contacts` first.
+/// Lock order: `Erasure`, then `Contacts`, then the others.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum WorkspaceLock {
-    /// Held by every transaction that writes contact rows or identities: upserts, updates, deletions, events that
-    /// create contacts, and the deletions of users, companies and fields that rewrite contact rows. Identity
-    /// resolution reads the owners of a batch's identities and then inserts the missing ones; holding this lock
-    /// makes that read-then-write race-free, and it keeps those writers from deadlocking on each other's row locks.
+    /// Held by every transaction that writes contact rows, identities, tag links or activities: upserts,
+    /// updates, tag changes, notes, erasure, events that create contacts, and the deletions of users, companies
+    /// and fields that rewrite contact rows. Identity resolution reads the owners of a batch's identities and then
+    /// inserts the missing ones; holding this lock makes that read-then-write race-free. It also stands in for the
+    /// foreign keys that contacts, identities, tag links and activities do not have, and keeps those writers from
+    /// deadlocking on each other's row locks.
     Contacts = 1,
     /// Held by every transaction that creates, renames, moves or deletes tags, so that a path computed from the
     /// library stays valid until the transaction commits.
@@ -35,15 +37,26 @@ pub(crate) enum WorkspaceLock {
     /// Held while the stage or lead status list of the workspace is reordered, so that concurrent edits do not
     /// renumber from stale positions.
     Lists = 3,
+    /// Held shared by event ingestion from the moment it looks its contacts up, and exclusively by
+    /// `delete_contact`, so that no event is written for a contact that is being erased. It stands in for the
+    /// foreign key that events do not have, while letting ingestion calls run side by side.
+    Erasure = 4,
 }
 
 impl PostgresStore {
     /// Connects to the database at `url` and brings its schema up to date.
     pub async fn connect(url: &str) -> anyhow::Result<PostgresStore> {
         let options: PgConnectOptions = url.parse().context("parsing the PostgreSQL URL")?;
+        // JIT compiles a query whose estimated cost is high. Every query here touches a handful of rows, so a high
+        // estimate means stale statistics (a freshly loaded table, or autovacuum turned off), and compiling costs
+        // tens of milliseconds on top of a sub-millisecond query.
+        let options = options.options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every acquire would add a round trip to every call; a connection that broke is
+            // noticed by the query that uses it, and the pool replaces it.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .context("connecting to PostgreSQL")?;
@@ -69,6 +82,23 @@ pub(crate) async fn lock_workspace(
         .execute(connection)
         .await
         .with_context(|| format!("taking the {lock:?} lock"))?;
+    Ok(())
+}
+
+/// Takes `lock` on `workspace` in shared mode until the transaction ends: shared holders only exclude exclusive
+/// ones.
+pub(crate) async fn lock_workspace_shared(
+    connection: &mut PgConnection,
+    workspace: WorkspaceId,
+    lock: WorkspaceLock,
+) -> StoreResult<()> {
+    let key = i32::try_from(workspace.get()).context("the workspace id exceeds the advisory lock key range")?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1, $2)")
+        .bind(lock as i32)
+        .bind(key)
+        .execute(connection)
+        .await
+        .with_context(|| format!("taking the {lock:?} lock in shared mode"))?;
     Ok(())
 }
 

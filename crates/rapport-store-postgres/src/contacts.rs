@@ -46,10 +46,15 @@ impl PostgresStore {
         get_contact(&mut connection, workspace, id).await
     }
 
-    pub(crate) async fn find_contact(&self, workspace: WorkspaceId, identity: &Identity) -> StoreResult<Option<Contact>> {
+    pub(crate) async fn find_contact(
+        &self,
+        workspace: WorkspaceId,
+        identity: &Identity,
+    ) -> StoreResult<Option<Contact>> {
         let row: Option<ContactRow> = sqlx::query_as(concat!(
             select_contacts!(),
-            "WHERE c.id = (SELECT contact_id FROM contact_identities WHERE workspace_id = $1 AND kind = $2 AND value = $3)"
+            "WHERE c.id = (SELECT contact_id FROM contact_identities
+                           WHERE workspace_id = $1 AND kind = $2 AND value = $3)"
         ))
         .bind(workspace.get())
         .bind(identity.kind().as_str())
@@ -89,17 +94,25 @@ impl PostgresStore {
         Ok(page(contacts, request.limit, |contact| ContactCursor { updated_at: contact.updated_at, id: contact.id }))
     }
 
-    /// Identities, tag links, activities and events go with the contact through `ON DELETE CASCADE`.
+    /// Erases the person with everything that hangs off it. No table has a foreign key to contacts (see the
+    /// migration): the erasure lock keeps event ingestion out and the contact lock every other writer.
     pub(crate) async fn delete_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<()> {
         let mut tx = self.begin().await?;
+        lock_workspace(&mut tx, workspace, WorkspaceLock::Erasure).await?;
         lock_workspace(&mut tx, workspace, WorkspaceLock::Contacts).await?;
-        let deleted = sqlx::query("DELETE FROM contacts WHERE workspace_id = $1 AND id = $2")
-            .bind(workspace.get())
-            .bind(id.get())
-            .execute(&mut *tx)
-            .await
-            .context("deleting a contact")?
-            .rows_affected();
+        let deleted: i64 = sqlx::query_scalar(
+            "WITH contact AS (DELETE FROM contacts WHERE workspace_id = $1 AND id = $2 RETURNING id),
+                 identities AS (DELETE FROM contact_identities WHERE contact_id IN (SELECT id FROM contact)),
+                 tags AS (DELETE FROM contact_tags WHERE contact_id IN (SELECT id FROM contact)),
+                 activities AS (DELETE FROM activities WHERE contact_id IN (SELECT id FROM contact)),
+                 events AS (DELETE FROM events WHERE contact_id IN (SELECT id FROM contact))
+             SELECT count(*) FROM contact",
+        )
+        .bind(workspace.get())
+        .bind(id.get())
+        .fetch_one(&mut *tx)
+        .await
+        .context("deleting a contact")?;
         if deleted == 0 {
             return Err(StoreError::not_found("contact"));
         }
@@ -116,17 +129,26 @@ impl PostgresStore {
     }
 }
 
-pub(crate) async fn get_contact(connection: &mut PgConnection, workspace: WorkspaceId, id: ContactId) -> StoreResult<Contact> {
-    let row: Option<ContactRow> = sqlx::query_as(concat!(select_contacts!(), "WHERE c.workspace_id = $1 AND c.id = $2"))
-        .bind(workspace.get())
-        .bind(id.get())
-        .fetch_optional(connection)
-        .await
-        .context("reading a contact")?;
+pub(crate) async fn get_contact(
+    connection: &mut PgConnection,
+    workspace: WorkspaceId,
+    id: ContactId,
+) -> StoreResult<Contact> {
+    let row: Option<ContactRow> =
+        sqlx::query_as(concat!(select_contacts!(), "WHERE c.workspace_id = $1 AND c.id = $2"))
+            .bind(workspace.get())
+            .bind(id.get())
+            .fetch_optional(connection)
+            .await
+            .context("reading a contact")?;
     Ok(row.ok_or(StoreError::not_found("contact"))?.into_record()?)
 }
 
-pub(crate) async fn check_contact_exists(connection: &mut PgConnection, workspace: WorkspaceId, id: ContactId) -> StoreResult<()> {
+pub(crate) async fn check_contact_exists(
+    connection: &mut PgConnection,
+    workspace: WorkspaceId,
+    id: ContactId,
+) -> StoreResult<()> {
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM contacts WHERE workspace_id = $1 AND id = $2)")
         .bind(workspace.get())
         .bind(id.get())

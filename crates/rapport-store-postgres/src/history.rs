@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use crate::batch::{create_identified_contacts, resolve_identities};
-use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace};
+use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace, lock_workspace_shared};
 use crate::contacts::check_contact_exists;
 use crate::sql::{fetch_limit, page};
 use crate::tags::allocate_ids;
@@ -106,7 +106,8 @@ macro_rules! timeline_sql {
     };
 }
 
-const TIMELINE_FIRST_PAGE: &str = timeline_sql!("AND $2::timestamptz IS NULL", "AND $3::bigint IS NULL AND $4::bigint IS NULL");
+const TIMELINE_FIRST_PAGE: &str =
+    timeline_sql!("AND $2::timestamptz IS NULL", "AND $3::bigint IS NULL AND $4::bigint IS NULL");
 const TIMELINE_NEXT_PAGE: &str = timeline_sql!("AND (occurred_at, id) < ($2, $3)", "AND (at, id) < ($2, $4)");
 
 /// Turns the cursor `(at, source, id) < (A, S, I)` into a bound for one side of the timeline, whose rows all have
@@ -126,8 +127,8 @@ impl PostgresStore {
         id: ContactId,
         request: PageRequest<TimelineCursor>,
     ) -> StoreResult<Page<TimelineEntry, TimelineCursor>> {
-        let mut tx = self.begin().await?;
-        check_contact_exists(&mut tx, workspace, id).await?;
+        let mut connection = self.pool.acquire().await.context("acquiring a connection")?;
+        check_contact_exists(&mut connection, workspace, id).await?;
         let after = request.after.as_ref();
         let sql = if after.is_some() { TIMELINE_NEXT_PAGE } else { TIMELINE_FIRST_PAGE };
         let rows: Vec<TimelineRow> = sqlx::query_as(sql)
@@ -136,10 +137,9 @@ impl PostgresStore {
             .bind(after.map(|after| side_bound(after, EVENT_SOURCE)))
             .bind(after.map(|after| side_bound(after, ACTIVITY_SOURCE)))
             .bind(fetch_limit(request.limit))
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *connection)
             .await
             .context("reading the timeline")?;
-        commit(tx).await?;
         let entries = rows.into_iter().map(timeline_entry).collect::<anyhow::Result<Vec<_>>>()?;
         Ok(page(entries, request.limit, |entry| entry.cursor))
     }
@@ -155,6 +155,9 @@ impl PostgresStore {
         actor: Actor,
     ) -> StoreResult<Note> {
         let mut tx = self.begin().await?;
+        // Activities have no foreign key; the contact lock keeps the contact from being erased before the note is
+        // written.
+        lock_workspace(&mut tx, workspace, WorkspaceLock::Contacts).await?;
         check_contact_exists(&mut tx, workspace, contact).await?;
         if let Some(template) = template {
             let exists: bool =
@@ -211,7 +214,8 @@ impl PostgresStore {
 
     /// Events are the highest-volume write. A call resolves the contacts its events name with one query per kind
     /// of reference, creates the missing ones in bulk (under the contact lock, taken only then), and inserts all
-    /// events with one statement whose `ON CONFLICT DO NOTHING` on the message id tells duplicates apart.
+    /// events with one statement whose `ON CONFLICT DO NOTHING` on the message id tells duplicates apart. Calls
+    /// that create no contact hold only the shared erasure lock, so they run side by side.
     pub(crate) async fn insert_events(
         &self,
         workspace: WorkspaceId,
@@ -221,6 +225,8 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
+        // Events have no foreign key; from here to the commit, no contact they name can be erased.
+        lock_workspace_shared(&mut tx, workspace, WorkspaceLock::Erasure).await?;
 
         let mut named_ids: Vec<i64> = Vec::new();
         let mut named_identities: Vec<Identity> = Vec::new();
@@ -254,6 +260,7 @@ impl PostgresStore {
         let mut accepted: Vec<(usize, NewEvent)> = Vec::with_capacity(events.len());
         let mut seen_message_ids: HashSet<String> = HashSet::new();
         let mut to_create: Vec<Identity> = Vec::new();
+        let mut scheduled: HashSet<Identity> = HashSet::new();
         for (index, event) in events.into_iter().enumerate() {
             if let Some(message_id) = &event.message_id {
                 if stored_message_ids.contains(message_id) || !seen_message_ids.insert(message_id.clone()) {
@@ -267,7 +274,7 @@ impl PostgresStore {
                 }
                 ContactRef::Id(_) => {}
                 ContactRef::Identity(identity) => {
-                    if !owners.contains_key(identity) && !to_create.contains(identity) {
+                    if !owners.contains_key(identity) && scheduled.insert(identity.clone()) {
                         to_create.push(identity.clone());
                     }
                 }
@@ -291,7 +298,9 @@ impl PostgresStore {
         for ((index, event), id) in accepted.into_iter().zip(ids) {
             let contact_id = match &event.contact {
                 ContactRef::Id(contact) => contact.get(),
-                ContactRef::Identity(identity) => *owners.get(identity).context("every named identity has a contact")?,
+                ContactRef::Identity(identity) => {
+                    *owners.get(identity).context("every named identity has a contact")?
+                }
             };
             contact_of.insert(id, (index, contact_id));
             columns.push(id, contact_id, event);
@@ -321,19 +330,31 @@ fn timeline_entry(row: TimelineRow) -> anyhow::Result<TimelineEntry> {
     } else {
         row.data.context("an activity without data")?
     };
-    Ok(TimelineEntry { kind: row.kind, at: row.at, data, cursor: TimelineCursor { at: row.at, source: row.source, id: row.id } })
+    Ok(TimelineEntry {
+        kind: row.kind,
+        at: row.at,
+        data,
+        cursor: TimelineCursor { at: row.at, source: row.source, id: row.id },
+    })
 }
 
-async fn existing_contacts(connection: &mut PgConnection, workspace: WorkspaceId, ids: &[i64]) -> StoreResult<HashSet<i64>> {
+async fn existing_contacts(
+    connection: &mut PgConnection,
+    workspace: WorkspaceId,
+    ids: &[i64],
+) -> StoreResult<HashSet<i64>> {
     if ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let found: Vec<i64> = sqlx::query_scalar("SELECT id FROM contacts WHERE workspace_id = $1 AND id = ANY($2)")
-        .bind(workspace.get())
-        .bind(ids)
-        .fetch_all(connection)
-        .await
-        .context("checking the events' contacts")?;
+    let found: Vec<i64> = sqlx::query_scalar(
+        "SELECT c.id FROM UNNEST($2::bigint[]) AS wanted (id)
+         CROSS JOIN LATERAL (SELECT id FROM contacts WHERE id = wanted.id AND workspace_id = $1 OFFSET 0) AS c",
+    )
+    .bind(workspace.get())
+    .bind(ids)
+    .fetch_all(connection)
+    .await
+    .context("checking the events' contacts")?;
     Ok(found.into_iter().collect())
 }
 
@@ -346,13 +367,17 @@ async fn stored_message_ids(
     if message_ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let stored: Vec<String> =
-        sqlx::query_scalar("SELECT message_id FROM events WHERE workspace_id = $1 AND message_id = ANY($2)")
-            .bind(workspace.get())
-            .bind(&message_ids)
-            .fetch_all(connection)
-            .await
-            .context("probing message ids")?;
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT wanted.message_id FROM UNNEST($2::text[]) AS wanted (message_id)
+             CROSS JOIN LATERAL (
+                 SELECT 1 FROM events WHERE workspace_id = $1 AND message_id = wanted.message_id LIMIT 1
+             ) AS stored",
+    )
+    .bind(workspace.get())
+    .bind(&message_ids)
+    .fetch_all(connection)
+    .await
+    .context("probing message ids")?;
     Ok(stored.into_iter().collect())
 }
 

@@ -1,21 +1,26 @@
 //! The PostgreSQL backend of [`rapport_store::Store`], on sqlx.
 //!
-//! Every call is one transaction on a pooled connection, so a call that returns `Err` has written nothing. Queries
-//! are runtime strings (the build needs no database); the migrations in `migrations/` are embedded and run by
-//! [`PostgresStore::connect`].
+//! Every writing call is one transaction on a pooled connection, so a call that returns `Err` has written nothing.
+//! Queries are runtime strings (the build needs no database); the migrations in `migrations/` are embedded and run
+//! by [`PostgresStore::connect`].
 //!
 //! Batch writes are set-based: `upsert_contacts` and `insert_events` resolve every identity of a call with one
 //! query, plan the changes in memory and write each table with one statement over `UNNEST`ed arrays, so a call costs
-//! a dozen round trips however many items it carries.
+//! a dozen round trips however many items it carries. Lookups of a batch's keys are written as
+//! `UNNEST(keys) CROSS JOIN LATERAL (… OFFSET 0)`, which plans as one index probe per key whatever the statistics
+//! say: to the planner a workspace filter looks selective, but for a large tenant it is the whole table, and a hash
+//! join over it costs more than the rest of the call.
 //!
 //! Where things are: `connection.rs` opens and migrates, and holds the workspace locks; `store.rs` maps the trait
-//! onto the area modules (`access.rs` for workspaces, users and API keys, `schema.rs` for fields, stages, statuses
-//! and note templates, `tags.rs`, `companies.rs`, `contacts.rs` for reads and single-contact writes, `batch.rs` for
-//! the contact write planner shared by upserts, updates and events, `history.rs` for events, notes and the
-//! timeline); `sql.rs` holds the conversions between rows and records.
+//! onto the area modules: `access.rs` for workspaces, users and API keys, `schema.rs` for fields, stages, statuses
+//! and note templates, `tags.rs`, `companies.rs`, `contacts.rs` for reads and single-contact writes, `batch.rs`
+//! (with `batch/plan.rs` and `batch/rows.rs`) for the contact write planner shared by upserts, updates and events,
+//! and `history.rs` for events, notes and the timeline. `sql.rs` holds the conversions between rows and records.
 //!
-//! Architecture invariant: every transaction that writes contact rows or identities holds the workspace's contact
-//! lock (see [`connection::WorkspaceLock`]), so identity resolution never races.
+//! Architecture invariant: every transaction that writes contact rows, identities, tag links or activities, or
+//! deletes a contact, holds the workspace's contact lock, and event ingestion holds the erasure lock (see
+//! [`connection::WorkspaceLock`]). Identity resolution relies on the first to never race, and the tables that
+//! carry no foreign key (all those that hang off contacts) rely on both for their integrity.
 
 #![forbid(unsafe_code)]
 

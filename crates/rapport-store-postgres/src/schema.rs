@@ -120,7 +120,8 @@ impl PostgresStore {
 
     pub(crate) async fn list_entries(&self, workspace: WorkspaceId, list: ListKind) -> StoreResult<Vec<ListEntry>> {
         let rows: Vec<ListEntryRow> = sqlx::query_as(
-            "SELECT key, label, position FROM list_entries WHERE workspace_id = $1 AND list = $2 ORDER BY position, key",
+            "SELECT key, label, position FROM list_entries
+             WHERE workspace_id = $1 AND list = $2 ORDER BY position, key",
         )
         .bind(workspace.get())
         .bind(list_name(list))
@@ -139,10 +140,6 @@ impl PostgresStore {
         let mut tx = self.begin().await?;
         lock_workspace(&mut tx, workspace, WorkspaceLock::Lists).await?;
         let mut keys = entry_keys(&mut tx, workspace, list).await?;
-        if keys.iter().any(|key| key == entry.key.as_str()) {
-            let code = list_code(list, "stage_exists", "status_exists");
-            return Err(StoreError::conflict(code, format!("the {} {} exists already", list.entity(), entry.key)));
-        }
         let exists = || {
             let code = list_code(list, "stage_exists", "status_exists");
             StoreError::conflict(code, format!("the {} {} exists already", list.entity(), entry.key))
@@ -234,15 +231,16 @@ impl PostgresStore {
 
     pub(crate) async fn list_note_templates(&self, workspace: WorkspaceId) -> StoreResult<Vec<NoteTemplate>> {
         let sql = format!("SELECT {NOTE_TEMPLATE_COLUMNS} FROM note_templates WHERE workspace_id = $1 ORDER BY id");
-        let rows: Vec<NoteTemplateRow> = sqlx::query_as(&sql)
-            .bind(workspace.get())
-            .fetch_all(&self.pool)
-            .await
-            .context("listing note templates")?;
+        let rows: Vec<NoteTemplateRow> =
+            sqlx::query_as(&sql).bind(workspace.get()).fetch_all(&self.pool).await.context("listing note templates")?;
         Ok(rows.into_iter().map(NoteTemplateRow::into_record).collect())
     }
 
-    pub(crate) async fn get_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<NoteTemplate> {
+    pub(crate) async fn get_note_template(
+        &self,
+        workspace: WorkspaceId,
+        id: NoteTemplateId,
+    ) -> StoreResult<NoteTemplate> {
         let sql = format!("SELECT {NOTE_TEMPLATE_COLUMNS} FROM note_templates WHERE workspace_id = $1 AND id = $2");
         let row: Option<NoteTemplateRow> = sqlx::query_as(&sql)
             .bind(workspace.get())
@@ -338,14 +336,15 @@ async fn get_entry(
     list: ListKind,
     key: &str,
 ) -> StoreResult<ListEntry> {
-    let row: Option<ListEntryRow> =
-        sqlx::query_as("SELECT key, label, position FROM list_entries WHERE workspace_id = $1 AND list = $2 AND key = $3")
-            .bind(workspace.get())
-            .bind(list_name(list))
-            .bind(key)
-            .fetch_optional(connection)
-            .await
-            .context("reading an entry")?;
+    let row: Option<ListEntryRow> = sqlx::query_as(
+        "SELECT key, label, position FROM list_entries WHERE workspace_id = $1 AND list = $2 AND key = $3",
+    )
+    .bind(workspace.get())
+    .bind(list_name(list))
+    .bind(key)
+    .fetch_optional(connection)
+    .await
+    .context("reading an entry")?;
     Ok(row.ok_or(StoreError::not_found(list.entity()))?.into_record())
 }
 
@@ -355,12 +354,13 @@ pub(crate) async fn entry_keys(
     workspace: WorkspaceId,
     list: ListKind,
 ) -> StoreResult<Vec<String>> {
-    let keys = sqlx::query_scalar("SELECT key FROM list_entries WHERE workspace_id = $1 AND list = $2 ORDER BY position, key")
-        .bind(workspace.get())
-        .bind(list_name(list))
-        .fetch_all(connection)
-        .await
-        .context("listing entry keys")?;
+    let keys =
+        sqlx::query_scalar("SELECT key FROM list_entries WHERE workspace_id = $1 AND list = $2 ORDER BY position, key")
+            .bind(workspace.get())
+            .bind(list_name(list))
+            .fetch_all(connection)
+            .await
+            .context("listing entry keys")?;
     Ok(keys)
 }
 
@@ -369,7 +369,12 @@ fn clamp_position(position: Option<i64>, len: usize) -> usize {
     position.map_or(len, |position| usize::try_from(position.max(0)).unwrap_or(len).min(len))
 }
 
-async fn renumber(connection: &mut PgConnection, workspace: WorkspaceId, list: ListKind, keys: &[String]) -> StoreResult<()> {
+async fn renumber(
+    connection: &mut PgConnection,
+    workspace: WorkspaceId,
+    list: ListKind,
+    keys: &[String],
+) -> StoreResult<()> {
     let positions: Vec<i64> = (0..).take(keys.len()).collect();
     sqlx::query(
         "UPDATE list_entries e SET position = n.position
@@ -386,7 +391,11 @@ async fn renumber(connection: &mut PgConnection, workspace: WorkspaceId, list: L
     Ok(())
 }
 
-async fn check_template_status(connection: &mut PgConnection, workspace: WorkspaceId, status: Option<&Slug>) -> StoreResult<()> {
+async fn check_template_status(
+    connection: &mut PgConnection,
+    workspace: WorkspaceId,
+    status: Option<&Slug>,
+) -> StoreResult<()> {
     let Some(status) = status else { return Ok(()) };
     let exists: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM list_entries WHERE workspace_id = $1 AND list = 'status' AND key = $2)",

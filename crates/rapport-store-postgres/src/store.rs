@@ -9,9 +9,9 @@ use rapport_domain::{
 };
 use rapport_store::{
     Actor, ApiKey, Company, CompanyChanges, ContactCursor, EventOutcome, FieldUpdate, ListEntry, ListEntryUpdate,
-    ListKind, NewApiKey, NewEvent, NewField, NewListEntry, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput, Page,
-    PageRequest, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, UpsertOutcome, User, UserUpdate,
-    Workspace,
+    ListKind, NewApiKey, NewEvent, NewField, NewListEntry, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput,
+    Page, PageRequest, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, UpsertOutcome, User,
+    UserUpdate, Workspace,
 };
 use tracing::instrument;
 
@@ -108,7 +108,11 @@ impl Store for PostgresStore {
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn list_fields(&self, workspace: WorkspaceId, entity: Option<FieldEntity>) -> StoreResult<Vec<FieldDefinition>> {
+    async fn list_fields(
+        &self,
+        workspace: WorkspaceId,
+        entity: Option<FieldEntity>,
+    ) -> StoreResult<Vec<FieldDefinition>> {
         self.list_fields(workspace, entity).await
     }
 
@@ -118,7 +122,12 @@ impl Store for PostgresStore {
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn update_field(&self, workspace: WorkspaceId, id: FieldId, update: FieldUpdate) -> StoreResult<FieldDefinition> {
+    async fn update_field(
+        &self,
+        workspace: WorkspaceId,
+        id: FieldId,
+        update: FieldUpdate,
+    ) -> StoreResult<FieldDefinition> {
         self.update_field(workspace, id, update).await
     }
 
@@ -154,12 +163,24 @@ impl Store for PostgresStore {
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn add_contact_tags(&self, workspace: WorkspaceId, contact: ContactId, tags: &[TagPath], actor: Actor) -> StoreResult<()> {
+    async fn add_contact_tags(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        tags: &[TagPath],
+        actor: Actor,
+    ) -> StoreResult<()> {
         self.add_contact_tags(workspace, contact, tags, actor).await
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn remove_contact_tags(&self, workspace: WorkspaceId, contact: ContactId, tags: &[TagPath], actor: Actor) -> StoreResult<()> {
+    async fn remove_contact_tags(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        tags: &[TagPath],
+        actor: Actor,
+    ) -> StoreResult<()> {
         self.remove_contact_tags(workspace, contact, tags, actor).await
     }
 
@@ -170,12 +191,23 @@ impl Store for PostgresStore {
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn create_entry(&self, workspace: WorkspaceId, list: ListKind, entry: NewListEntry) -> StoreResult<ListEntry> {
+    async fn create_entry(
+        &self,
+        workspace: WorkspaceId,
+        list: ListKind,
+        entry: NewListEntry,
+    ) -> StoreResult<ListEntry> {
         self.create_entry(workspace, list, entry).await
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn update_entry(&self, workspace: WorkspaceId, list: ListKind, key: &str, update: ListEntryUpdate) -> StoreResult<ListEntry> {
+    async fn update_entry(
+        &self,
+        workspace: WorkspaceId,
+        list: ListKind,
+        key: &str,
+        update: ListEntryUpdate,
+    ) -> StoreResult<ListEntry> {
         self.update_entry(workspace, list, key, update).await
     }
 
@@ -196,12 +228,21 @@ impl Store for PostgresStore {
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn create_note_template(&self, workspace: WorkspaceId, input: NoteTemplateInput) -> StoreResult<NoteTemplate> {
+    async fn create_note_template(
+        &self,
+        workspace: WorkspaceId,
+        input: NoteTemplateInput,
+    ) -> StoreResult<NoteTemplate> {
         self.create_note_template(workspace, input).await
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn update_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId, input: NoteTemplateInput) -> StoreResult<NoteTemplate> {
+    async fn update_note_template(
+        &self,
+        workspace: WorkspaceId,
+        id: NoteTemplateId,
+        input: NoteTemplateInput,
+    ) -> StoreResult<NoteTemplate> {
         self.update_note_template(workspace, id, input).await
     }
 
@@ -227,12 +268,21 @@ impl Store for PostgresStore {
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn list_companies(&self, workspace: WorkspaceId, page: PageRequest<CompanyId>) -> StoreResult<Page<Company, CompanyId>> {
+    async fn list_companies(
+        &self,
+        workspace: WorkspaceId,
+        page: PageRequest<CompanyId>,
+    ) -> StoreResult<Page<Company, CompanyId>> {
         self.list_companies(workspace, page).await
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn update_company(&self, workspace: WorkspaceId, id: CompanyId, changes: CompanyChanges) -> StoreResult<Company> {
+    async fn update_company(
+        &self,
+        workspace: WorkspaceId,
+        id: CompanyId,
+        changes: CompanyChanges,
+    ) -> StoreResult<Company> {
         self.update_company(workspace, id, changes).await
     }
 
@@ -243,7 +293,12 @@ impl Store for PostgresStore {
 
     // ----- Contacts -----
     #[instrument(level = "debug", skip_all)]
-    async fn upsert_contacts(&self, workspace: WorkspaceId, items: Vec<ContactChanges>, actor: Actor) -> StoreResult<Vec<UpsertOutcome>> {
+    async fn upsert_contacts(
+        &self,
+        workspace: WorkspaceId,
+        items: Vec<ContactChanges>,
+        actor: Actor,
+    ) -> StoreResult<Vec<UpsertOutcome>> {
         self.upsert_contacts(workspace, items, actor).await
     }
 
@@ -258,12 +313,22 @@ impl Store for PostgresStore {
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn list_contacts(&self, workspace: WorkspaceId, page: PageRequest<ContactCursor>) -> StoreResult<Page<Contact, ContactCursor>> {
+    async fn list_contacts(
+        &self,
+        workspace: WorkspaceId,
+        page: PageRequest<ContactCursor>,
+    ) -> StoreResult<Page<Contact, ContactCursor>> {
         self.list_contacts(workspace, page).await
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn update_contact(&self, workspace: WorkspaceId, id: ContactId, changes: ContactChanges, actor: Actor) -> StoreResult<Contact> {
+    async fn update_contact(
+        &self,
+        workspace: WorkspaceId,
+        id: ContactId,
+        changes: ContactChanges,
+        actor: Actor,
+    ) -> StoreResult<Contact> {
         self.update_contact(workspace, id, changes, actor).await
     }
 
@@ -278,13 +343,25 @@ impl Store for PostgresStore {
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn contact_timeline(&self, workspace: WorkspaceId, id: ContactId, page: PageRequest<TimelineCursor>) -> StoreResult<Page<TimelineEntry, TimelineCursor>> {
+    async fn contact_timeline(
+        &self,
+        workspace: WorkspaceId,
+        id: ContactId,
+        page: PageRequest<TimelineCursor>,
+    ) -> StoreResult<Page<TimelineEntry, TimelineCursor>> {
         self.contact_timeline(workspace, id, page).await
     }
 
     // ----- Notes -----
     #[instrument(level = "debug", skip_all)]
-    async fn add_note(&self, workspace: WorkspaceId, contact: ContactId, body: &str, template: Option<NoteTemplateId>, actor: Actor) -> StoreResult<Note> {
+    async fn add_note(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        body: &str,
+        template: Option<NoteTemplateId>,
+        actor: Actor,
+    ) -> StoreResult<Note> {
         self.add_note(workspace, contact, body, template, actor).await
     }
 

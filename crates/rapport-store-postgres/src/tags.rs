@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace};
 use crate::contacts::{check_contact_exists, touch_contact};
 use crate::history::{Activity, insert_activities};
-use crate::sql::{TAG_COLUMNS, TagRow, stored_tag_kind};
+use crate::sql::{TAG_COLUMNS, TagRow, stored_tag_kind, unique_conflict};
 
 impl PostgresStore {
     pub(crate) async fn list_tags(&self, workspace: WorkspaceId) -> StoreResult<Vec<Tag>> {
@@ -50,8 +50,12 @@ impl PostgresStore {
             None => tag.name.clone(),
             Some(raw) => match TagPath::parse_segment(&raw) {
                 Ok(name) if !name.contains('/') => name,
-                Ok(_) => return Err(StoreError::invalid("invalid_tag_name", "name", "a tag name must not contain /")),
-                Err(error) => return Err(StoreError::invalid("invalid_tag_name", "name", error.to_string())),
+                Ok(_) => {
+                    return Err(StoreError::invalid("invalid_tag_name", "name", "a tag name must not contain /"));
+                }
+                Err(error) => {
+                    return Err(StoreError::invalid("invalid_tag_name", "name", error.to_string()));
+                }
             },
         };
         let subtree_prefix = format!("{}/", tag.path);
@@ -87,12 +91,13 @@ impl PostgresStore {
             let message = format!("the tag and its subtree would go past {MAX_TAG_DEPTH} levels");
             return Err(StoreError::invalid("tag_too_deep", "parent_id", message));
         }
-        let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tags WHERE workspace_id = $1 AND path = $2)")
-            .bind(workspace.get())
-            .bind(&new_path)
-            .fetch_one(&mut *tx)
-            .await
-            .context("checking the new tag path")?;
+        let taken: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tags WHERE workspace_id = $1 AND path = $2)")
+                .bind(workspace.get())
+                .bind(&new_path)
+                .fetch_one(&mut *tx)
+                .await
+                .context("checking the new tag path")?;
         if taken {
             return Err(StoreError::conflict("tag_exists", format!("the tag {new_path} exists already")));
         }
@@ -111,7 +116,10 @@ impl PostgresStore {
         .bind(&tag.path)
         .execute(&mut *tx)
         .await
-        .context("moving a tag subtree")?;
+        .map_err(|error| {
+            let exists = || StoreError::conflict("tag_exists", format!("the tag {new_path} exists already"));
+            unique_conflict(error, "tags_path_key", exists, "moving a tag subtree")
+        })?;
         let updated = get_tag(&mut tx, workspace, id).await?;
         commit(tx).await?;
         Ok(updated)
@@ -133,7 +141,11 @@ impl PostgresStore {
             let message = format!("{} contacts carry the tag {}", tag.contact_count, tag.path);
             return Err(StoreError::conflict("tag_in_use", message));
         }
-        sqlx::query("DELETE FROM tags WHERE id = $1").bind(id.get()).execute(&mut *tx).await.context("deleting a tag")?;
+        sqlx::query("DELETE FROM tags WHERE id = $1")
+            .bind(id.get())
+            .execute(&mut *tx)
+            .await
+            .context("deleting a tag")?;
         commit(tx).await
     }
 
@@ -256,7 +268,8 @@ impl TagLibrary {
         workspace: WorkspaceId,
         paths: &[TagPath],
     ) -> StoreResult<TagLibrary> {
-        let mut wanted: Vec<String> = paths.iter().flat_map(TagPath::prefixes).map(|prefix| prefix.to_string()).collect();
+        let mut wanted: Vec<String> =
+            paths.iter().flat_map(TagPath::prefixes).map(|prefix| prefix.to_string()).collect();
         wanted.sort_unstable();
         wanted.dedup();
         let mut known = HashMap::with_capacity(wanted.len());

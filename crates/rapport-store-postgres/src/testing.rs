@@ -65,7 +65,9 @@ impl Drop for TestDatabase {
         .join();
         match dropped {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(database = %self.name, "could not drop a test database: {error:#}"),
+            Ok(Err(error)) => {
+                tracing::warn!(database = %self.name, "could not drop a test database: {error:#}")
+            }
             Err(_) => tracing::warn!(database = %self.name, "dropping a test database panicked"),
         }
     }
