@@ -117,10 +117,7 @@ impl ContactChanges {
     pub fn match_identities(&self) -> Vec<Identity> {
         let mut identities = Vec::with_capacity(3);
         if let Patch::Set(user_id) = &self.user_id {
-            identities.push(Identity::from_stored(
-                crate::IdentityKind::UserId,
-                user_id.clone(),
-            ));
+            identities.push(Identity::from_stored(crate::IdentityKind::UserId, user_id.clone()));
         }
         if let Patch::Set(email) = &self.email {
             identities.push(Identity::email(email));

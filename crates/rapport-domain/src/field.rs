@@ -60,9 +60,7 @@ impl FieldType {
     }
 
     pub fn parse(text: &str) -> Option<FieldType> {
-        FieldType::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
+        FieldType::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 
     pub fn has_options(self) -> bool {
@@ -137,10 +135,7 @@ const URL_MAX: usize = 2_048;
 
 /// Checks `value` against the field's type and returns its normalised form. `null` is always accepted and clears
 /// the value.
-pub fn validate_field_value(
-    field: &FieldDefinition,
-    value: &Value,
-) -> Result<Value, FieldValueError> {
+pub fn validate_field_value(field: &FieldDefinition, value: &Value) -> Result<Value, FieldValueError> {
     if value.is_null() {
         return Ok(Value::Null);
     }
@@ -157,47 +152,27 @@ pub fn validate_field_value(
             Ok(choice)
         }
         FieldType::MultiSelect => {
-            let items = value.as_array().ok_or(FieldValueError::WrongType {
-                expected: "an array of options",
-            })?;
+            let items = value.as_array().ok_or(FieldValueError::WrongType { expected: "an array of options" })?;
             let mut chosen: Vec<Value> = Vec::with_capacity(items.len());
             for item in items {
-                let option = item.as_str().ok_or(FieldValueError::WrongType {
-                    expected: "an array of options",
-                })?;
+                let option = item.as_str().ok_or(FieldValueError::WrongType { expected: "an array of options" })?;
                 check_option(field, option)?;
-                if !chosen
-                    .iter()
-                    .any(|existing| existing.as_str() == Some(option))
-                {
+                if !chosen.iter().any(|existing| existing.as_str() == Some(option)) {
                     chosen.push(Value::String(option.to_owned()));
                 }
             }
             Ok(Value::Array(chosen))
         }
         FieldType::Email => {
-            let raw = value.as_str().ok_or(FieldValueError::WrongType {
-                expected: "a string",
-            })?;
-            EmailAddress::parse(raw)
-                .map(|email| Value::String(email.into_string()))
-                .map_err(|_| FieldValueError::Email)
+            let raw = value.as_str().ok_or(FieldValueError::WrongType { expected: "a string" })?;
+            EmailAddress::parse(raw).map(|email| Value::String(email.into_string())).map_err(|_| FieldValueError::Email)
         }
         FieldType::Phone => {
-            let raw = value.as_str().ok_or(FieldValueError::WrongType {
-                expected: "a string",
-            })?;
-            PhoneNumber::parse(raw)
-                .map(|phone| Value::String(phone.into_string()))
-                .map_err(|_| FieldValueError::Phone)
+            let raw = value.as_str().ok_or(FieldValueError::WrongType { expected: "a string" })?;
+            PhoneNumber::parse(raw).map(|phone| Value::String(phone.into_string())).map_err(|_| FieldValueError::Phone)
         }
         FieldType::Url => {
-            let raw = value
-                .as_str()
-                .ok_or(FieldValueError::WrongType {
-                    expected: "a string",
-                })?
-                .trim();
+            let raw = value.as_str().ok_or(FieldValueError::WrongType { expected: "a string" })?.trim();
             let has_host = raw
                 .strip_prefix("https://")
                 .or_else(|| raw.strip_prefix("http://"))
@@ -214,9 +189,7 @@ pub fn validate_field_value(
 }
 
 fn text(value: &Value, max: usize) -> Result<Value, FieldValueError> {
-    let raw = value.as_str().ok_or(FieldValueError::WrongType {
-        expected: "a string",
-    })?;
+    let raw = value.as_str().ok_or(FieldValueError::WrongType { expected: "a string" })?;
     if raw.chars().count() > max {
         return Err(FieldValueError::TooLong { max });
     }
@@ -225,9 +198,7 @@ fn text(value: &Value, max: usize) -> Result<Value, FieldValueError> {
 
 /// Numbers may also arrive as numeric strings (spreadsheets and forms send text); they are stored as numbers.
 fn number(value: &Value) -> Result<Value, FieldValueError> {
-    const EXPECTED: FieldValueError = FieldValueError::WrongType {
-        expected: "a number",
-    };
+    const EXPECTED: FieldValueError = FieldValueError::WrongType { expected: "a number" };
     match value {
         Value::Number(_) => Ok(value.clone()),
         Value::String(text) => {
@@ -247,32 +218,22 @@ fn boolean(value: &Value) -> Result<Value, FieldValueError> {
         Value::Bool(_) => Ok(value.clone()),
         Value::String(text) if text == "true" => Ok(Value::Bool(true)),
         Value::String(text) if text == "false" => Ok(Value::Bool(false)),
-        _ => Err(FieldValueError::WrongType {
-            expected: "true or false",
-        }),
+        _ => Err(FieldValueError::WrongType { expected: "true or false" }),
     }
 }
 
 fn date(value: &Value) -> Result<Value, FieldValueError> {
-    const EXPECTED: FieldValueError = FieldValueError::WrongType {
-        expected: "a date as YYYY-MM-DD",
-    };
+    const EXPECTED: FieldValueError = FieldValueError::WrongType { expected: "a date as YYYY-MM-DD" };
     let raw = value.as_str().ok_or(EXPECTED)?;
     let date = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map_err(|_| EXPECTED)?;
     Ok(Value::String(date.format("%Y-%m-%d").to_string()))
 }
 
 fn datetime(value: &Value) -> Result<Value, FieldValueError> {
-    const EXPECTED: FieldValueError = FieldValueError::WrongType {
-        expected: "an RFC 3339 date-time with offset",
-    };
+    const EXPECTED: FieldValueError = FieldValueError::WrongType { expected: "an RFC 3339 date-time with offset" };
     let raw = value.as_str().ok_or(EXPECTED)?;
     let parsed = DateTime::parse_from_rfc3339(raw.trim()).map_err(|_| EXPECTED)?;
-    Ok(Value::String(
-        parsed
-            .with_timezone(&Utc)
-            .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-    ))
+    Ok(Value::String(parsed.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::AutoSi, true)))
 }
 
 fn check_option(field: &FieldDefinition, option: &str) -> Result<(), FieldValueError> {
@@ -310,62 +271,26 @@ mod tests {
         let cases = [
             (FieldType::Text, json!("你好"), r#"ok "你好""#),
             (FieldType::Text, json!(5), "err expects a string"),
-            (
-                FieldType::Text,
-                json!("x".repeat(1001)),
-                "err must be at most 1000 characters",
-            ),
+            (FieldType::Text, json!("x".repeat(1001)), "err must be at most 1000 characters"),
             (FieldType::Number, json!(5000), "ok 5000"),
             (FieldType::Number, json!(" 12.5 "), "ok 12.5"),
             (FieldType::Number, json!("lots"), "err expects a number"),
             (FieldType::Boolean, json!("true"), "ok true"),
             (FieldType::Boolean, json!(1), "err expects true or false"),
             (FieldType::Date, json!("1990-02-28"), r#"ok "1990-02-28""#),
-            (
-                FieldType::Date,
-                json!("1990-02-30"),
-                "err expects a date as YYYY-MM-DD",
-            ),
-            (
-                FieldType::Datetime,
-                json!("2026-01-01T08:00:00+08:00"),
-                r#"ok "2026-01-01T00:00:00Z""#,
-            ),
+            (FieldType::Date, json!("1990-02-30"), "err expects a date as YYYY-MM-DD"),
+            (FieldType::Datetime, json!("2026-01-01T08:00:00+08:00"), r#"ok "2026-01-01T00:00:00Z""#),
             (FieldType::SingleSelect, json!("红"), r#"ok "红""#),
-            (
-                FieldType::SingleSelect,
-                json!("green"),
-                r#"err "green" is not one of the field's options"#,
-            ),
-            (
-                FieldType::MultiSelect,
-                json!(["blue", "红", "blue"]),
-                r#"ok ["blue","红"]"#,
-            ),
+            (FieldType::SingleSelect, json!("green"), r#"err "green" is not one of the field's options"#),
+            (FieldType::MultiSelect, json!(["blue", "红", "blue"]), r#"ok ["blue","红"]"#),
             (FieldType::Email, json!("A@B.CN"), r#"ok "a@b.cn""#),
-            (
-                FieldType::Phone,
-                json!("abc"),
-                "err is not a valid phone number",
-            ),
-            (
-                FieldType::Url,
-                json!("https://rapport.example/x"),
-                r#"ok "https://rapport.example/x""#,
-            ),
-            (
-                FieldType::Url,
-                json!("ftp://x"),
-                "err must be an http or https URL",
-            ),
+            (FieldType::Phone, json!("abc"), "err is not a valid phone number"),
+            (FieldType::Url, json!("https://rapport.example/x"), r#"ok "https://rapport.example/x""#),
+            (FieldType::Url, json!("ftp://x"), "err must be an http or https URL"),
             (FieldType::Url, json!(null), "ok null"),
         ];
         for (field_type, input, expected) in cases {
-            assert_eq!(
-                check(field_type, input.clone()),
-                expected,
-                "{field_type} {input}"
-            );
+            assert_eq!(check(field_type, input.clone()), expected, "{field_type} {input}");
         }
     }
 }

@@ -37,9 +37,7 @@ impl IdentityKind {
     }
 
     pub fn parse(text: &str) -> Option<IdentityKind> {
-        IdentityKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
+        IdentityKind::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 }
 
@@ -90,17 +88,11 @@ impl Identity {
     }
 
     pub fn email(email: &EmailAddress) -> Identity {
-        Identity {
-            kind: IdentityKind::Email,
-            value: email.as_str().to_owned(),
-        }
+        Identity { kind: IdentityKind::Email, value: email.as_str().to_owned() }
     }
 
     pub fn phone(phone: &PhoneNumber) -> Identity {
-        Identity {
-            kind: IdentityKind::Phone,
-            value: phone.as_str().to_owned(),
-        }
+        Identity { kind: IdentityKind::Phone, value: phone.as_str().to_owned() }
     }
 
     /// Rebuilds an identity that was normalised before it was stored.
@@ -141,14 +133,10 @@ impl EmailAddress {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains("..")
-            && domain
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+            && domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.');
         let local_ok = !local.is_empty()
             && local.len() <= 64
-            && !local
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '@' || c == ',' || c == ';');
+            && !local.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@' || c == ',' || c == ';');
         if !domain_ok || !local_ok {
             return Err(EmailError::Invalid);
         }
@@ -160,10 +148,7 @@ impl EmailAddress {
     }
 
     pub fn domain(&self) -> &str {
-        self.0
-            .rsplit_once('@')
-            .map(|(_, domain)| domain)
-            .unwrap_or_default()
+        self.0.rsplit_once('@').map(|(_, domain)| domain).unwrap_or_default()
     }
 
     pub fn into_string(self) -> String {
@@ -229,16 +214,11 @@ pub fn normalize_domain(raw: &str) -> Option<String> {
     }
     let host = text.split(['/', '?', '#']).next().unwrap_or_default();
     let host = host.split(':').next().unwrap_or_default();
-    let host = host
-        .strip_prefix("www.")
-        .unwrap_or(host)
-        .trim_end_matches('.');
+    let host = host.strip_prefix("www.").unwrap_or(host).trim_end_matches('.');
     let valid = host.contains('.')
         && host.len() <= 253
         && !host.starts_with(['.', '-'])
-        && host
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+        && host.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.');
     valid.then(|| host.to_owned())
 }
 
@@ -252,52 +232,24 @@ mod tests {
             EmailAddress::parse("  Li.Lei@Example.COM ").map(|e| e.into_string()),
             Ok("li.lei@example.com".into())
         );
-        assert_eq!(
-            EmailAddress::parse("王@例子.中国").map(|e| e.domain().to_owned()),
-            Ok("例子.中国".into())
-        );
-        for bad in [
-            "",
-            "no-at",
-            "a@b",
-            "a b@c.com",
-            "@c.com",
-            "a@.com",
-            "a@c..com",
-            "a@c.com.",
-            "a@@c.com",
-        ] {
+        assert_eq!(EmailAddress::parse("王@例子.中国").map(|e| e.domain().to_owned()), Ok("例子.中国".into()));
+        for bad in ["", "no-at", "a@b", "a b@c.com", "@c.com", "a@.com", "a@c..com", "a@c.com.", "a@@c.com"] {
             assert_eq!(EmailAddress::parse(bad), Err(EmailError::Invalid), "{bad}");
         }
     }
 
     #[test]
     fn phones_keep_digits() {
-        assert_eq!(
-            PhoneNumber::parse("+86 138-0013-8000").map(|p| p.into_string()),
-            Ok("+8613800138000".into())
-        );
-        assert_eq!(
-            PhoneNumber::parse("(010) 6552 9988").map(|p| p.into_string()),
-            Ok("01065529988".into())
-        );
-        assert_eq!(
-            PhoneNumber::parse("12a45"),
-            Err(PhoneError::InvalidCharacter)
-        );
+        assert_eq!(PhoneNumber::parse("+86 138-0013-8000").map(|p| p.into_string()), Ok("+8613800138000".into()));
+        assert_eq!(PhoneNumber::parse("(010) 6552 9988").map(|p| p.into_string()), Ok("01065529988".into()));
+        assert_eq!(PhoneNumber::parse("12a45"), Err(PhoneError::InvalidCharacter));
         assert_eq!(PhoneNumber::parse("+1 2"), Err(PhoneError::WrongLength));
     }
 
     #[test]
     fn domains_are_normalised() {
-        assert_eq!(
-            normalize_domain("https://www.Example.com/about?x=1"),
-            Some("example.com".into())
-        );
-        assert_eq!(
-            normalize_domain("sub.example.cn:8443"),
-            Some("sub.example.cn".into())
-        );
+        assert_eq!(normalize_domain("https://www.Example.com/about?x=1"), Some("example.com".into()));
+        assert_eq!(normalize_domain("sub.example.cn:8443"), Some("sub.example.cn".into()));
         assert_eq!(normalize_domain("localhost"), None);
         assert_eq!(normalize_domain("bad domain.com"), None);
     }
@@ -306,9 +258,6 @@ mod tests {
     fn opaque_identities_are_trimmed() {
         let identity = Identity::parse(IdentityKind::UserId, "  u-42 ");
         assert_eq!(identity.map(|i| i.value().to_owned()), Ok("u-42".into()));
-        assert_eq!(
-            Identity::parse(IdentityKind::AnonymousId, "   "),
-            Err(IdentityError::Empty)
-        );
+        assert_eq!(Identity::parse(IdentityKind::AnonymousId, "   "), Err(IdentityError::Empty));
     }
 }

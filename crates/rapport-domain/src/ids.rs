@@ -44,14 +44,4 @@ macro_rules! id_type {
     )*};
 }
 
-id_type!(
-    WorkspaceId,
-    UserId,
-    ApiKeyId,
-    ContactId,
-    CompanyId,
-    TagId,
-    FieldId,
-    NoteTemplateId,
-    EventId
-);
+id_type!(WorkspaceId, UserId, ApiKeyId, ContactId, CompanyId, TagId, FieldId, NoteTemplateId, EventId, SourceId,);

@@ -15,16 +15,12 @@ mod tag;
 mod text;
 
 pub use contact::{Contact, ContactChanges, Patch, SystemFieldsPatch};
-pub use field::{
-    FieldDefinition, FieldEntity, FieldKey, FieldType, FieldValueError, validate_field_value,
-};
+pub use field::{FieldDefinition, FieldEntity, FieldKey, FieldType, FieldValueError, validate_field_value};
 pub use identity::{
-    EmailAddress, EmailError, Identity, IdentityError, IdentityKind, PhoneError, PhoneNumber,
-    normalize_domain,
+    EmailAddress, EmailError, Identity, IdentityError, IdentityKind, PhoneError, PhoneNumber, normalize_domain,
 };
 pub use ids::{
-    ApiKeyId, CompanyId, ContactId, EventId, FieldId, InvalidId, NoteTemplateId, TagId, UserId,
-    WorkspaceId,
+    ApiKeyId, CompanyId, ContactId, EventId, FieldId, InvalidId, NoteTemplateId, SourceId, TagId, UserId, WorkspaceId,
 };
 pub use role::{Permission, Role};
 pub use slug::{Slug, SlugError};

@@ -27,14 +27,8 @@ pub enum Permission {
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
-        Role::Owner,
-        Role::Admin,
-        Role::Marketer,
-        Role::SalesManager,
-        Role::SalesRep,
-        Role::Viewer,
-    ];
+    pub const ALL: [Role; 6] =
+        [Role::Owner, Role::Admin, Role::Marketer, Role::SalesManager, Role::SalesRep, Role::Viewer];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -58,10 +58,7 @@ impl TagPath {
         if raw.is_empty() {
             return Err(TagPathError::Empty);
         }
-        let segments = raw
-            .split('/')
-            .map(Self::parse_segment)
-            .collect::<Result<Vec<_>, _>>()?;
+        let segments = raw.split('/').map(Self::parse_segment).collect::<Result<Vec<_>, _>>()?;
         if segments.len() > MAX_TAG_DEPTH {
             return Err(TagPathError::TooDeep);
         }
@@ -97,18 +94,12 @@ impl TagPath {
 
     /// The path of the enclosing group, if any.
     pub fn parent(&self) -> Option<TagPath> {
-        (self.segments.len() > 1).then(|| TagPath {
-            segments: self.segments[..self.segments.len() - 1].to_vec(),
-        })
+        (self.segments.len() > 1).then(|| TagPath { segments: self.segments[..self.segments.len() - 1].to_vec() })
     }
 
     /// This path and every ancestor, outermost first: `a`, `a/b`, `a/b/c`.
     pub fn prefixes(&self) -> Vec<TagPath> {
-        (1..=self.segments.len())
-            .map(|n| TagPath {
-                segments: self.segments[..n].to_vec(),
-            })
-            .collect()
+        (1..=self.segments.len()).map(|n| TagPath { segments: self.segments[..n].to_vec() }).collect()
     }
 
     pub fn child(&self, name: String) -> Result<TagPath, TagPathError> {
@@ -140,9 +131,8 @@ mod tests {
         assert_eq!(TagPath::parse("a//b"), Err(TagPathError::EmptySegment));
         assert_eq!(TagPath::parse("a/"), Err(TagPathError::EmptySegment));
         assert_eq!(TagPath::parse(""), Err(TagPathError::Empty));
-        let prefixes: Vec<String> = TagPath::parse("a/b/c")
-            .map(|p| p.prefixes().iter().map(|p| p.to_string()).collect())
-            .unwrap_or_default();
+        let prefixes: Vec<String> =
+            TagPath::parse("a/b/c").map(|p| p.prefixes().iter().map(|p| p.to_string()).collect()).unwrap_or_default();
         assert_eq!(prefixes, ["a", "a/b", "a/b/c"]);
     }
 }

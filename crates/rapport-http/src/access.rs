@@ -76,14 +76,10 @@ pub struct UserPatchInput {
 fn parse_role(check: &mut Validator, caller: &Caller, raw: &str) -> Option<Role> {
     let role = check.check(
         "role",
-        Role::parse(raw)
-            .ok_or("must be one of owner, admin, marketer, sales_manager, sales_rep, viewer"),
+        Role::parse(raw).ok_or("must be one of owner, admin, marketer, sales_manager, sales_rep, viewer"),
     )?;
     if !caller.role.may_grant(role) {
-        check.error(
-            "role",
-            format!("a key with role {} cannot grant {role}", caller.role),
-        );
+        check.error("role", format!("a key with role {} cannot grant {role}", caller.role));
         return None;
     }
     Some(role)
@@ -91,10 +87,7 @@ fn parse_role(check: &mut Validator, caller: &Caller, raw: &str) -> Option<Role>
 
 fn check_password(check: &mut Validator, password: &str) {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        check.error(
-            "password",
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
-        );
+        check.error("password", format!("must be at least {MIN_PASSWORD_CHARS} characters"));
     } else if password.len() > 1_024 {
         check.error("password", "must be at most 1024 bytes");
     }
@@ -120,10 +113,7 @@ async fn list_users(
         None => None,
         Some(cursor) => Some(UserId::new(decode_cursor(cursor, 1)?[0])),
     };
-    let page = state
-        .store
-        .list_users(caller.workspace, PageRequest { after, limit })
-        .await?;
+    let page = state.store.list_users(caller.workspace, PageRequest { after, limit }).await?;
     Ok(Json(ListBody {
         items: page.items.into_iter().map(UserBody::from).collect(),
         next_cursor: page.next.map(|next| encode_cursor(&[next.get()])),
@@ -148,33 +138,16 @@ async fn create_user(
         return Err(ApiError::field("body", "is invalid"));
     };
     let password_hash = hash_off_executor(input.password).await?;
-    let user = state
-        .store
-        .create_user(
-            caller.workspace,
-            NewUser {
-                email,
-                name,
-                role,
-                password_hash,
-            },
-        )
-        .await?;
+    let user = state.store.create_user(caller.workspace, NewUser { email, name, role, password_hash }).await?;
     Ok((StatusCode::CREATED, Json(UserBody::from(user))))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "access", params(("id" = String, Path)),
     responses((status = 200, body = UserBody), (status = 404)))]
-async fn get_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<UserBody>> {
+async fn get_user(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<UserBody>> {
     caller.require(Permission::Read)?;
     let id: UserId = path_id(&id, "user")?;
-    Ok(Json(
-        state.store.get_user(caller.workspace, id).await?.into(),
-    ))
+    Ok(Json(state.store.get_user(caller.workspace, id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "access", params(("id" = String, Path)),
@@ -190,17 +163,10 @@ async fn update_user(
     let current = state.store.get_user(caller.workspace, id).await?;
     let mut check = Validator::default();
     if !caller.role.may_grant(current.role) {
-        return Err(ApiError::forbidden(format!(
-            "a key with role {} cannot change a {}",
-            caller.role, current.role
-        )));
+        return Err(ApiError::forbidden(format!("a key with role {} cannot change a {}", caller.role, current.role)));
     }
-    let name = input
-        .name
-        .and_then(|raw| check.check("name", BoundedText::parse(&raw, 100)));
-    let role = input
-        .role
-        .and_then(|raw| parse_role(&mut check, &caller, &raw));
+    let name = input.name.and_then(|raw| check.check("name", BoundedText::parse(&raw, 100)));
+    let role = input.role.and_then(|raw| parse_role(&mut check, &caller, &raw));
     if let Some(password) = &input.password {
         check_password(&mut check, password);
     }
@@ -209,36 +175,19 @@ async fn update_user(
         Some(password) => Some(hash_off_executor(password).await?),
         None => None,
     };
-    let update = UserUpdate {
-        name,
-        role,
-        password_hash,
-    };
-    Ok(Json(
-        state
-            .store
-            .update_user(caller.workspace, id, update)
-            .await?
-            .into(),
-    ))
+    let update = UserUpdate { name, role, password_hash };
+    Ok(Json(state.store.update_user(caller.workspace, id, update).await?.into()))
 }
 
 /// Removes the user; contacts they owned become unowned.
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "access", params(("id" = String, Path)),
     responses((status = 204), (status = 404)))]
-async fn delete_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn delete_user(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     caller.require(Permission::ManageAccess)?;
     let id: UserId = path_id(&id, "user")?;
     let current = state.store.get_user(caller.workspace, id).await?;
     if !caller.role.may_grant(current.role) {
-        return Err(ApiError::forbidden(format!(
-            "a key with role {} cannot remove a {}",
-            caller.role, current.role
-        )));
+        return Err(ApiError::forbidden(format!("a key with role {} cannot remove a {}", caller.role, current.role)));
     }
     state.store.delete_user(caller.workspace, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -288,16 +237,10 @@ pub struct ApiKeyInput {
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "access", responses((status = 200, body = ListBody<ApiKeyBody>)))]
-async fn list_keys(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<ListBody<ApiKeyBody>>> {
+async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ListBody<ApiKeyBody>>> {
     caller.require(Permission::ManageAccess)?;
     let keys = state.store.list_api_keys(caller.workspace).await?;
-    Ok(Json(ListBody {
-        items: keys.into_iter().map(ApiKeyBody::from).collect(),
-        next_cursor: None,
-    }))
+    Ok(Json(ListBody { items: keys.into_iter().map(ApiKeyBody::from).collect(), next_cursor: None }))
 }
 
 /// Creates an API key. The secret `token` is in this response only; Rapport keeps just its hash.
@@ -311,44 +254,23 @@ async fn create_key(
     caller.require(Permission::ManageAccess)?;
     let mut check = Validator::default();
     let name = check.check("name", BoundedText::parse(&input.name, 100));
-    let role = parse_role(
-        &mut check,
-        &caller,
-        input.role.as_deref().unwrap_or("marketer"),
-    );
+    let role = parse_role(&mut check, &caller, input.role.as_deref().unwrap_or("marketer"));
     check.finish(())?;
     let (Some(name), Some(role)) = (name, role) else {
         return Err(ApiError::field("body", "is invalid"));
     };
     let minted = mint_token();
-    let key = NewApiKey {
-        name,
-        role,
-        prefix: minted.prefix,
-        token_hash: minted.hash,
-    };
+    let key = NewApiKey { name, role, prefix: minted.prefix, token_hash: minted.hash };
     let key = state.store.create_api_key(caller.workspace, key).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedApiKeyBody {
-            key: key.into(),
-            token: minted.token,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(CreatedApiKeyBody { key: key.into(), token: minted.token })))
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys/{id}", tag = "access", params(("id" = String, Path)),
     responses((status = 200, body = ApiKeyBody), (status = 404)))]
-async fn get_key(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ApiKeyBody>> {
+async fn get_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ApiKeyBody>> {
     caller.require(Permission::ManageAccess)?;
     let id: ApiKeyId = path_id(&id, "API key")?;
-    Ok(Json(
-        state.store.get_api_key(caller.workspace, id).await?.into(),
-    ))
+    Ok(Json(state.store.get_api_key(caller.workspace, id).await?.into()))
 }
 
 /// Revokes the key at once; requests with it are refused from now on.
@@ -363,16 +285,7 @@ async fn revoke_key(
     let id: ApiKeyId = path_id(&id, "API key")?;
     let key = state.store.get_api_key(caller.workspace, id).await?;
     if !caller.role.may_grant(key.role) {
-        return Err(ApiError::forbidden(format!(
-            "a key with role {} cannot revoke a {} key",
-            caller.role, key.role
-        )));
+        return Err(ApiError::forbidden(format!("a key with role {} cannot revoke a {} key", caller.role, key.role)));
     }
-    Ok(Json(
-        state
-            .store
-            .revoke_api_key(caller.workspace, id, Utc::now())
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.store.revoke_api_key(caller.workspace, id, Utc::now()).await?.into()))
 }

@@ -39,11 +39,7 @@ pub fn mint_token() -> MintedToken {
 /// The stored parts of a token chosen by the operator (`RAPPORT_ADMIN_TOKEN`).
 pub fn describe_token(token: &str) -> MintedToken {
     let prefix: String = token.chars().take(TOKEN_PREFIX.len() + 6).collect();
-    MintedToken {
-        token: token.to_owned(),
-        prefix,
-        hash: hash_token(token),
-    }
+    MintedToken { token: token.to_owned(), prefix, hash: hash_token(token) }
 }
 
 /// Tokens carry 256 bits of entropy, so a fast hash is the right tool: SHA-256, hex-encoded.
@@ -53,12 +49,10 @@ pub fn hash_token(token: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
 }
 
 /// Hashes a password with argon2id. CPU-heavy by design: call it off the async executor.
@@ -71,11 +65,7 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
 /// Generates a readable random password for first start.
@@ -98,10 +88,7 @@ impl Caller {
         if self.role.allows(permission) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "the role {} may not do this",
-                self.role
-            )))
+            Err(ApiError::forbidden(format!("the role {} may not do this", self.role)))
         }
     }
 
@@ -113,26 +100,18 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header_value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized("send an API key as Authorization: Bearer <key>")
-        })?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header_value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("send an API key as Authorization: Bearer <key>"))?;
         let token = header_value
             .to_str()
             .ok()
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be Bearer <key>")
-            })?;
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer <key>"))?;
         authenticate(&state.store, token).await
     }
 }
@@ -143,17 +122,10 @@ async fn authenticate(store: &Arc<dyn Store>, token: &str) -> Result<Caller, Api
         .await?
         .ok_or_else(|| ApiError::unauthorized("the API key is unknown or revoked"))?;
     let now = Utc::now();
-    if key
-        .last_used_at
-        .is_none_or(|last| now - last > TOUCH_INTERVAL)
-    {
+    if key.last_used_at.is_none_or(|last| now - last > TOUCH_INTERVAL) {
         store.touch_api_key(key.id, now).await?;
     }
-    Ok(Caller {
-        workspace: key.workspace_id,
-        key_id: key.id,
-        role: key.role,
-    })
+    Ok(Caller { workspace: key.workspace_id, key_id: key.id, role: key.role })
 }
 
 #[cfg(test)]

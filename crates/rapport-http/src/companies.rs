@@ -20,9 +20,11 @@ use crate::state::AppState;
 use crate::wire::{ListBody, decode_cursor, encode_cursor, page_limit, time};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_companies, create_company))
-        .routes(routes!(get_company, update_company, delete_company))
+    OpenApiRouter::new().routes(routes!(list_companies, create_company)).routes(routes!(
+        get_company,
+        update_company,
+        delete_company
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,48 +78,21 @@ pub struct CompanyInput {
     pub fields: Option<Map<String, Value>>,
 }
 
-async fn parse(
-    state: &AppState,
-    caller: &Caller,
-    input: CompanyInput,
-    creating: bool,
-) -> ApiResult<CompanyChanges> {
-    let definitions = state
-        .store
-        .list_fields(caller.workspace, Some(FieldEntity::Company))
-        .await?;
+async fn parse(state: &AppState, caller: &Caller, input: CompanyInput, creating: bool) -> ApiResult<CompanyChanges> {
+    let definitions = state.store.list_fields(caller.workspace, Some(FieldEntity::Company)).await?;
     let mut check = Validator::default();
-    let name = input
-        .name
-        .and_then(|raw| check.check("name", BoundedText::parse(&raw, 200)));
+    let name = input.name.and_then(|raw| check.check("name", BoundedText::parse(&raw, 200)));
     if creating && name.is_none() && check.is_empty() {
         check.error("name", "is required");
     }
     let domain = check
-        .check(
-            "domain",
-            input
-                .domain
-                .parse(|raw| normalize_domain(&raw).ok_or("is not a valid web domain")),
-        )
+        .check("domain", input.domain.parse(|raw| normalize_domain(&raw).ok_or("is not a valid web domain")))
         .unwrap_or_default();
-    let industry = check
-        .check(
-            "industry",
-            input.industry.parse(|raw| BoundedText::parse(&raw, 100)),
-        )
-        .unwrap_or_default();
-    let size = check
-        .check("size", input.size.parse(|raw| BoundedText::parse(&raw, 50)))
-        .unwrap_or_default();
+    let industry =
+        check.check("industry", input.industry.parse(|raw| BoundedText::parse(&raw, 100))).unwrap_or_default();
+    let size = check.check("size", input.size.parse(|raw| BoundedText::parse(&raw, 50))).unwrap_or_default();
     let fields = custom_values(input.fields.unwrap_or_default(), &definitions, &mut check);
-    check.finish(CompanyChanges {
-        name,
-        domain,
-        industry,
-        size,
-        fields,
-    })
+    check.finish(CompanyChanges { name, domain, industry, size, fields })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -139,26 +114,16 @@ async fn list_companies(
 ) -> ApiResult<Json<ListBody<CompanyBody>>> {
     caller.require(Permission::Read)?;
     if let Some(raw) = params.domain {
-        let domain = normalize_domain(&raw)
-            .ok_or_else(|| ApiError::field("domain", "is not a valid web domain"))?;
-        let found = state
-            .store
-            .company_by_domain(caller.workspace, &domain)
-            .await?;
-        return Ok(Json(ListBody {
-            items: found.into_iter().map(CompanyBody::from).collect(),
-            next_cursor: None,
-        }));
+        let domain = normalize_domain(&raw).ok_or_else(|| ApiError::field("domain", "is not a valid web domain"))?;
+        let found = state.store.company_by_domain(caller.workspace, &domain).await?;
+        return Ok(Json(ListBody { items: found.into_iter().map(CompanyBody::from).collect(), next_cursor: None }));
     }
     let limit = page_limit(params.limit)?;
     let after = match params.cursor.as_deref() {
         None => None,
         Some(cursor) => Some(CompanyId::new(decode_cursor(cursor, 1)?[0])),
     };
-    let page = state
-        .store
-        .list_companies(caller.workspace, PageRequest { after, limit })
-        .await?;
+    let page = state.store.list_companies(caller.workspace, PageRequest { after, limit }).await?;
     Ok(Json(ListBody {
         items: page.items.into_iter().map(CompanyBody::from).collect(),
         next_cursor: page.next.map(|next| encode_cursor(&[next.get()])),
@@ -174,10 +139,7 @@ async fn create_company(
 ) -> ApiResult<impl IntoResponse> {
     caller.require(Permission::WriteContacts)?;
     let changes = parse(&state, &caller, input, true).await?;
-    let company = state
-        .store
-        .create_company(caller.workspace, changes)
-        .await?;
+    let company = state.store.create_company(caller.workspace, changes).await?;
     Ok((StatusCode::CREATED, Json(CompanyBody::from(company))))
 }
 
@@ -190,9 +152,7 @@ async fn get_company(
 ) -> ApiResult<Json<CompanyBody>> {
     caller.require(Permission::Read)?;
     let id: CompanyId = path_id(&id, "company")?;
-    Ok(Json(
-        state.store.get_company(caller.workspace, id).await?.into(),
-    ))
+    Ok(Json(state.store.get_company(caller.workspace, id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/companies/{id}", tag = "companies", params(("id" = String, Path)),
@@ -206,13 +166,7 @@ async fn update_company(
     caller.require(Permission::WriteContacts)?;
     let id: CompanyId = path_id(&id, "company")?;
     let changes = parse(&state, &caller, input, false).await?;
-    Ok(Json(
-        state
-            .store
-            .update_company(caller.workspace, id, changes)
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.store.update_company(caller.workspace, id, changes).await?.into()))
 }
 
 /// Deletes the company; its contacts stay, without the link.

@@ -5,11 +5,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use rapport_domain::{
-    BoundedText, Contact, ContactChanges, ContactId, EmailAddress, FieldDefinition, FieldEntity,
-    Identity, IdentityKind, NoteTemplateId, Permission, PhoneNumber, Slug, SystemFieldsPatch,
-    TagPath, validate_field_value,
+    BoundedText, Contact, ContactChanges, ContactId, EmailAddress, FieldDefinition, FieldEntity, Identity,
+    IdentityKind, NoteTemplateId, Permission, PhoneNumber, Slug, SystemFieldsPatch, TagPath, validate_field_value,
 };
-use rapport_store::{ContactCursor, PageRequest, TimelineCursor};
+use rapport_store::{ContactCursor, MergeReason, PageRequest, StoreError, TimelineCursor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -20,9 +19,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Validator};
 use crate::extract::{ApiJson, ApiQuery, Nullable, path_id};
 use crate::state::AppState;
-use crate::wire::{
-    ListBody, PageParams, WireId, decode_cursor, encode_cursor, micros_to_time, page_limit, time,
-};
+use crate::wire::{ListBody, PageParams, WireId, decode_cursor, encode_cursor, micros_to_time, page_limit, time};
 
 pub const MAX_BATCH: usize = 1_000;
 const SYSTEM_TEXT_MAX: usize = 200;
@@ -36,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(add_note))
         .routes(routes!(delete_note))
         .routes(routes!(timeline))
+        .routes(routes!(merge_contact))
 }
 
 /// A contact (lead). Custom field values are under `fields`, tags are paths such as `行业/制造业`.
@@ -96,10 +94,7 @@ impl From<Contact> for ContactBody {
             identities: contact
                 .identities
                 .iter()
-                .map(|identity| IdentityBody {
-                    kind: identity.kind().to_string(),
-                    value: identity.value().to_owned(),
-                })
+                .map(|identity| IdentityBody { kind: identity.kind().to_string(), value: identity.value().to_owned() })
                 .collect(),
             stage: contact.stage,
             status: contact.status,
@@ -172,18 +167,9 @@ pub struct ContactInput {
 
 impl ContactInput {
     /// Parses the input into domain changes, recording every bad field in `check`.
-    pub fn into_changes(
-        self,
-        definitions: &[FieldDefinition],
-        check: &mut Validator,
-    ) -> ContactChanges {
+    pub fn into_changes(self, definitions: &[FieldDefinition], check: &mut Validator) -> ContactChanges {
         let text = |check: &mut Validator, name: &str, value: Nullable<String>| {
-            check
-                .check(
-                    name,
-                    value.parse(|raw| BoundedText::parse(&raw, SYSTEM_TEXT_MAX)),
-                )
-                .unwrap_or_default()
+            check.check(name, value.parse(|raw| BoundedText::parse(&raw, SYSTEM_TEXT_MAX))).unwrap_or_default()
         };
         let system = SystemFieldsPatch {
             first_name: text(check, "first_name", self.first_name),
@@ -195,26 +181,16 @@ impl ContactInput {
             country: text(check, "country", self.country),
             source: text(check, "source", self.source),
         };
-        let email = check
-            .check("email", self.email.parse(|raw| EmailAddress::parse(&raw)))
-            .unwrap_or_default();
-        let phone = check
-            .check("phone", self.phone.parse(|raw| PhoneNumber::parse(&raw)))
-            .unwrap_or_default();
+        let email = check.check("email", self.email.parse(|raw| EmailAddress::parse(&raw))).unwrap_or_default();
+        let phone = check.check("phone", self.phone.parse(|raw| PhoneNumber::parse(&raw))).unwrap_or_default();
         let user_id = check
             .check(
                 "user_id",
-                self.user_id.parse(|raw| {
-                    Identity::parse(IdentityKind::UserId, &raw).map(|id| id.value().to_owned())
-                }),
+                self.user_id.parse(|raw| Identity::parse(IdentityKind::UserId, &raw).map(|id| id.value().to_owned())),
             )
             .unwrap_or_default();
-        let owner_id = check
-            .check("owner_id", self.owner_id.parse(|id| id.parse()))
-            .unwrap_or_default();
-        let company_id = check
-            .check("company_id", self.company_id.parse(|id| id.parse()))
-            .unwrap_or_default();
+        let owner_id = check.check("owner_id", self.owner_id.parse(|id| id.parse())).unwrap_or_default();
+        let company_id = check.check("company_id", self.company_id.parse(|id| id.parse())).unwrap_or_default();
         let fields = custom_values(self.fields.unwrap_or_default(), definitions, check);
         let mut add_tags = Vec::new();
         for (index, raw) in self.tags.unwrap_or_default().iter().enumerate() {
@@ -222,32 +198,13 @@ impl ContactInput {
                 add_tags.push(path);
             }
         }
-        let stage = self
-            .stage
-            .and_then(|raw| check.check("stage", Slug::parse(&raw)));
-        let status = check
-            .check("status", self.status.parse(|raw| Slug::parse(&raw)))
-            .unwrap_or_default();
+        let stage = self.stage.and_then(|raw| check.check("stage", Slug::parse(&raw)));
+        let status = check.check("status", self.status.parse(|raw| Slug::parse(&raw))).unwrap_or_default();
         let reason = self.reason.filter(|reason| !reason.trim().is_empty());
-        if reason
-            .as_ref()
-            .is_some_and(|reason| reason.chars().count() > 1_000)
-        {
+        if reason.as_ref().is_some_and(|reason| reason.chars().count() > 1_000) {
             check.error("reason", "must be at most 1000 characters");
         }
-        ContactChanges {
-            email,
-            phone,
-            user_id,
-            system,
-            owner_id,
-            company_id,
-            fields,
-            add_tags,
-            stage,
-            status,
-            reason,
-        }
+        ContactChanges { email, phone, user_id, system, owner_id, company_id, fields, add_tags, stage, status, reason }
     }
 }
 
@@ -260,14 +217,8 @@ pub fn custom_values(
     let mut accepted = Vec::with_capacity(values.len());
     for (key, value) in values {
         let name = format!("fields.{key}");
-        match definitions
-            .iter()
-            .find(|definition| definition.key.as_str() == key)
-        {
-            None => check.error(
-                &name,
-                "is not a custom field of this workspace (create it with POST /api/v1/fields)",
-            ),
+        match definitions.iter().find(|definition| definition.key.as_str() == key) {
+            None => check.error(&name, "is not a custom field of this workspace (create it with POST /api/v1/fields)"),
             Some(definition) => {
                 if let Some(value) = check.check(&name, validate_field_value(definition, &value)) {
                     accepted.push((key, value));
@@ -278,11 +229,30 @@ pub fn custom_values(
     accepted
 }
 
+/// Turns "not found" for a contact id that was merged away into a redirect to the survivor (`suffix` is the rest
+/// of the path, e.g. `/timeline`), so that ids stored elsewhere keep working after a merge.
+async fn follow_merge<T>(
+    state: &AppState,
+    caller: &Caller,
+    id: ContactId,
+    suffix: &str,
+    result: Result<T, StoreError>,
+) -> ApiResult<T> {
+    match result {
+        Err(StoreError::NotFound { .. }) => match state.store.merged_into(caller.workspace, id).await? {
+            Some(survivor) => Err(ApiError::moved(
+                format!("/api/v1/contacts/{survivor}{suffix}"),
+                format!("contact {id} was merged into contact {survivor}"),
+                serde_json::json!({ "merged_into": survivor.to_string() }),
+            )),
+            None => Err(ApiError::not_found("contact")),
+        },
+        other => Ok(other?),
+    }
+}
+
 async fn contact_fields(state: &AppState, caller: &Caller) -> ApiResult<Vec<FieldDefinition>> {
-    Ok(state
-        .store
-        .list_fields(caller.workspace, Some(FieldEntity::Contact))
-        .await?)
+    Ok(state.store.list_fields(caller.workspace, Some(FieldEntity::Contact)).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -314,37 +284,22 @@ async fn list_contacts(
         (IdentityKind::UserId, "user_id", &params.user_id),
     ];
     if let Some((kind, name, Some(raw))) = lookups.iter().find(|(_, _, value)| value.is_some()) {
-        let identity = Identity::parse(*kind, raw)
-            .map_err(|error| ApiError::field(*name, error.to_string()))?;
-        let found = state
-            .store
-            .find_contact(caller.workspace, &identity)
-            .await?;
-        return Ok(Json(ListBody {
-            items: found.into_iter().map(ContactBody::from).collect(),
-            next_cursor: None,
-        }));
+        let identity = Identity::parse(*kind, raw).map_err(|error| ApiError::field(*name, error.to_string()))?;
+        let found = state.store.find_contact(caller.workspace, &identity).await?;
+        return Ok(Json(ListBody { items: found.into_iter().map(ContactBody::from).collect(), next_cursor: None }));
     }
     let limit = page_limit(params.limit)?;
     let after = match params.cursor.as_deref() {
         None => None,
         Some(cursor) => {
             let parts = decode_cursor(cursor, 2)?;
-            Some(ContactCursor {
-                updated_at: micros_to_time(parts[0])?,
-                id: ContactId::new(parts[1]),
-            })
+            Some(ContactCursor { updated_at: micros_to_time(parts[0])?, id: ContactId::new(parts[1]) })
         }
     };
-    let page = state
-        .store
-        .list_contacts(caller.workspace, PageRequest { after, limit })
-        .await?;
+    let page = state.store.list_contacts(caller.workspace, PageRequest { after, limit }).await?;
     Ok(Json(ListBody {
         items: page.items.into_iter().map(ContactBody::from).collect(),
-        next_cursor: page
-            .next
-            .map(|next| encode_cursor(&[next.updated_at.timestamp_micros(), next.id.get()])),
+        next_cursor: page.next.map(|next| encode_cursor(&[next.updated_at.timestamp_micros(), next.id.get()])),
     }))
 }
 
@@ -363,23 +318,11 @@ async fn upsert_contact(
     let mut check = Validator::default();
     let changes = input.into_changes(&definitions, &mut check);
     let changes = check.finish(changes)?;
-    let outcome = state
-        .store
-        .upsert_contacts(caller.workspace, vec![changes], caller.actor())
-        .await?;
-    let outcome = outcome
-        .first()
-        .copied()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("upsert returned nothing")))?;
-    let contact = state
-        .store
-        .get_contact(caller.workspace, outcome.id)
-        .await?;
-    let status = if outcome.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let outcome = state.store.upsert_contacts(caller.workspace, vec![changes], caller.actor()).await?;
+    let outcome =
+        outcome.first().copied().ok_or_else(|| ApiError::internal(anyhow::anyhow!("upsert returned nothing")))?;
+    let contact = state.store.get_contact(caller.workspace, outcome.id).await?;
+    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(ContactBody::from(contact))))
 }
 
@@ -417,10 +360,7 @@ async fn upsert_batch(
 ) -> ApiResult<Json<BatchBody>> {
     caller.require(Permission::WriteContacts)?;
     if input.contacts.is_empty() || input.contacts.len() > MAX_BATCH {
-        return Err(ApiError::field(
-            "contacts",
-            format!("must hold between 1 and {MAX_BATCH} contacts"),
-        ));
+        return Err(ApiError::field("contacts", format!("must hold between 1 and {MAX_BATCH} contacts")));
     }
     let definitions = contact_fields(&state, &caller).await?;
     let mut all = Validator::default();
@@ -431,10 +371,7 @@ async fn upsert_batch(
         all.absorb(check);
     }
     let items = all.finish(items)?;
-    let outcomes = state
-        .store
-        .upsert_contacts(caller.workspace, items, caller.actor())
-        .await?;
+    let outcomes = state.store.upsert_contacts(caller.workspace, items, caller.actor()).await?;
     let created = outcomes.iter().filter(|outcome| outcome.created).count();
     Ok(Json(BatchBody {
         created,
@@ -442,11 +379,7 @@ async fn upsert_batch(
         items: outcomes
             .into_iter()
             .enumerate()
-            .map(|(index, outcome)| BatchItemBody {
-                index,
-                id: outcome.id.to_string(),
-                created: outcome.created,
-            })
+            .map(|(index, outcome)| BatchItemBody { index, id: outcome.id.to_string(), created: outcome.created })
             .collect(),
     }))
 }
@@ -460,9 +393,8 @@ async fn get_contact(
 ) -> ApiResult<Json<ContactBody>> {
     caller.require(Permission::Read)?;
     let id: ContactId = path_id(&id, "contact")?;
-    Ok(Json(
-        state.store.get_contact(caller.workspace, id).await?.into(),
-    ))
+    let contact = follow_merge(&state, &caller, id, "", state.store.get_contact(caller.workspace, id).await).await?;
+    Ok(Json(contact.into()))
 }
 
 /// Changes a contact. A different `stage` or `status` is recorded in its history with `reason`.
@@ -480,13 +412,8 @@ async fn update_contact(
     let mut check = Validator::default();
     let changes = input.into_changes(&definitions, &mut check);
     let changes = check.finish(changes)?;
-    Ok(Json(
-        state
-            .store
-            .update_contact(caller.workspace, id, changes, caller.actor())
-            .await?
-            .into(),
-    ))
+    let updated = state.store.update_contact(caller.workspace, id, changes, caller.actor()).await;
+    Ok(Json(follow_merge(&state, &caller, id, "", updated).await?.into()))
 }
 
 /// Erases the person: the contact, its identities, tags, notes, history and events.
@@ -499,7 +426,8 @@ async fn delete_contact(
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::EraseContacts)?;
     let id: ContactId = path_id(&id, "contact")?;
-    state.store.delete_contact(caller.workspace, id).await?;
+    let deleted = state.store.delete_contact(caller.workspace, id).await;
+    follow_merge(&state, &caller, id, "", deleted).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -536,13 +464,9 @@ async fn add_tags(
     caller.require(Permission::WriteContacts)?;
     let id: ContactId = path_id(&id, "contact")?;
     let paths = tag_paths(input)?;
-    state
-        .store
-        .add_contact_tags(caller.workspace, id, &paths, caller.actor())
-        .await?;
-    Ok(Json(
-        state.store.get_contact(caller.workspace, id).await?.into(),
-    ))
+    let added = state.store.add_contact_tags(caller.workspace, id, &paths, caller.actor()).await;
+    follow_merge(&state, &caller, id, "/tags", added).await?;
+    Ok(Json(state.store.get_contact(caller.workspace, id).await?.into()))
 }
 
 /// Removes manual tags from the contact; tags it does not have are ignored.
@@ -557,13 +481,9 @@ async fn remove_tags(
     caller.require(Permission::WriteContacts)?;
     let id: ContactId = path_id(&id, "contact")?;
     let paths = tag_paths(input)?;
-    state
-        .store
-        .remove_contact_tags(caller.workspace, id, &paths, caller.actor())
-        .await?;
-    Ok(Json(
-        state.store.get_contact(caller.workspace, id).await?.into(),
-    ))
+    let removed = state.store.remove_contact_tags(caller.workspace, id, &paths, caller.actor()).await;
+    follow_merge(&state, &caller, id, "/tags", removed).await?;
+    Ok(Json(state.store.get_contact(caller.workspace, id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -598,17 +518,11 @@ async fn add_note(
     let id: ContactId = path_id(&id, "contact")?;
     let mut check = Validator::default();
     let body = check.check("body", BoundedText::parse_multiline(&input.body, 10_000));
-    let template: Option<NoteTemplateId> = input
-        .template_id
-        .and_then(|raw| check.check("template_id", raw.parse::<NoteTemplateId>()));
-    let body = check
-        .finish(body)?
-        .map(BoundedText::into_string)
-        .unwrap_or_default();
-    let note = state
-        .store
-        .add_note(caller.workspace, id, &body, template, caller.actor())
-        .await?;
+    let template: Option<NoteTemplateId> =
+        input.template_id.and_then(|raw| check.check("template_id", raw.parse::<NoteTemplateId>()));
+    let body = check.finish(body)?.map(BoundedText::into_string).unwrap_or_default();
+    let note = state.store.add_note(caller.workspace, id, &body, template, caller.actor()).await;
+    let note = follow_merge(&state, &caller, id, "/notes", note).await?;
     let body = NoteBody {
         id: note.id.to_string(),
         contact_id: note.contact_id.to_string(),
@@ -630,11 +544,34 @@ async fn delete_note(
     caller.require(Permission::WriteContacts)?;
     let id: ContactId = path_id(&id, "contact")?;
     let note_id: i64 = note_id.parse().map_err(|_| ApiError::not_found("note"))?;
-    state
-        .store
-        .delete_note(caller.workspace, id, note_id)
-        .await?;
+    state.store.delete_note(caller.workspace, id, note_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeInput {
+    /// The contact to merge into this one. Its id keeps answering with a redirect to this contact.
+    pub absorb: WireId,
+}
+
+/// Merges another contact into this one: identities, events, notes and history move here, tags are united, each
+/// field keeps the most recently updated non-empty value, the stage keeps the furthest.
+#[utoipa::path(post, path = "/api/v1/contacts/{id}/merge", tag = "contacts", params(("id" = String, Path)),
+    request_body = MergeInput, responses((status = 200, body = ContactBody), (status = 404)))]
+async fn merge_contact(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<MergeInput>,
+) -> ApiResult<Json<ContactBody>> {
+    caller.require(Permission::WriteContacts)?;
+    let survivor: ContactId = path_id(&id, "contact")?;
+    let absorbed: ContactId = input.absorb.parse().map_err(|message| ApiError::field("absorb", message))?;
+    let merged =
+        state.store.merge_contacts(caller.workspace, survivor, absorbed, MergeReason::Api, caller.actor()).await;
+    let merged = follow_merge(&state, &caller, survivor, "/merge", merged).await?;
+    Ok(Json(merged.into()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -662,29 +599,17 @@ async fn timeline(
         None => None,
         Some(cursor) => {
             let parts = decode_cursor(cursor, 3)?;
-            Some(TimelineCursor {
-                at: micros_to_time(parts[0])?,
-                source: parts[1],
-                id: parts[2],
-            })
+            Some(TimelineCursor { at: micros_to_time(parts[0])?, source: parts[1], id: parts[2] })
         }
     };
-    let page = state
-        .store
-        .contact_timeline(caller.workspace, id, PageRequest { after, limit })
-        .await?;
+    let page = state.store.contact_timeline(caller.workspace, id, PageRequest { after, limit }).await;
+    let page = follow_merge(&state, &caller, id, "/timeline", page).await?;
     Ok(Json(ListBody {
         items: page
             .items
             .into_iter()
-            .map(|entry| TimelineItemBody {
-                kind: entry.kind,
-                at: time(entry.at),
-                data: entry.data,
-            })
+            .map(|entry| TimelineItemBody { kind: entry.kind, at: time(entry.at), data: entry.data })
             .collect(),
-        next_cursor: page
-            .next
-            .map(|next| encode_cursor(&[next.at.timestamp_micros(), next.source, next.id])),
+        next_cursor: page.next.map(|next| encode_cursor(&[next.at.timestamp_micros(), next.source, next.id])),
     }))
 }

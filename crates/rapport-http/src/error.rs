@@ -12,6 +12,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Value,
+    /// Where the resource lives now, for redirects.
+    pub location: Option<String>,
 }
 
 /// One invalid input field, named by its JSON path (`email`, `contacts[3].fields.budget`).
@@ -25,12 +27,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: Value::Null,
-        }
+        ApiError { status, code, message: message.into(), details: Value::Null, location: None }
     }
 
     pub fn with_details(mut self, details: Value) -> ApiError {
@@ -47,11 +44,7 @@ impl ApiError {
     }
 
     pub fn not_found(entity: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{entity} not found"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{entity} not found"))
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -62,27 +55,23 @@ impl ApiError {
     pub fn validation(errors: Vec<FieldError>) -> ApiError {
         let message = match errors.first() {
             Some(first) if errors.len() == 1 => format!("{}: {}", first.field, first.message),
-            Some(first) => format!(
-                "{}: {} (and {} more)",
-                first.field,
-                first.message,
-                errors.len() - 1
-            ),
+            Some(first) => format!("{}: {} (and {} more)", first.field, first.message, errors.len() - 1),
             None => "the request is invalid".to_owned(),
         };
-        let fields: Vec<Value> = errors
-            .iter()
-            .map(|error| json!({"field": error.field, "message": error.message}))
-            .collect();
-        ApiError::bad_request("validation_failed", message)
-            .with_details(json!({ "fields": fields }))
+        let fields: Vec<Value> =
+            errors.iter().map(|error| json!({"field": error.field, "message": error.message})).collect();
+        ApiError::bad_request("validation_failed", message).with_details(json!({ "fields": fields }))
     }
 
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
-        ApiError::validation(vec![FieldError {
-            field: field.into(),
-            message: message.into(),
-        }])
+        ApiError::validation(vec![FieldError { field: field.into(), message: message.into() }])
+    }
+
+    /// A permanent redirect (method kept) to where a merged-away record lives now.
+    pub fn moved(location: String, message: impl Into<String>, details: Value) -> ApiError {
+        let mut error = ApiError::new(StatusCode::PERMANENT_REDIRECT, "merged", message).with_details(details);
+        error.location = Some(location);
+        error
     }
 
     pub fn internal(error: anyhow::Error) -> ApiError {
@@ -99,15 +88,10 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
             StoreError::NotFound { entity } => ApiError::not_found(entity),
-            StoreError::Conflict { code, message } => {
-                ApiError::new(StatusCode::CONFLICT, code, message)
+            StoreError::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            StoreError::Invalid { code, field, message } => {
+                ApiError::bad_request(code, format!("{field}: {message}")).with_details(json!({ "field": field }))
             }
-            StoreError::Invalid {
-                code,
-                field,
-                message,
-            } => ApiError::bad_request(code, format!("{field}: {message}"))
-                .with_details(json!({ "field": field })),
             StoreError::Backend(error) => ApiError::internal(error),
         }
     }
@@ -119,7 +103,11 @@ impl IntoResponse for ApiError {
         if !self.details.is_null() {
             body["details"] = self.details;
         }
-        (self.status, Json(json!({ "error": body }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": body }))).into_response();
+        if let Some(location) = self.location.and_then(|location| location.parse().ok()) {
+            response.headers_mut().insert(axum::http::header::LOCATION, location);
+        }
+        response
     }
 }
 
@@ -132,30 +120,16 @@ pub struct Validator {
 
 impl Validator {
     pub fn with_prefix(prefix: impl Into<String>) -> Validator {
-        Validator {
-            errors: Vec::new(),
-            prefix: prefix.into(),
-        }
+        Validator { errors: Vec::new(), prefix: prefix.into() }
     }
 
     pub fn error(&mut self, field: &str, message: impl std::fmt::Display) {
-        let field = if self.prefix.is_empty() {
-            field.to_owned()
-        } else {
-            format!("{}.{field}", self.prefix)
-        };
-        self.errors.push(FieldError {
-            field,
-            message: message.to_string(),
-        });
+        let field = if self.prefix.is_empty() { field.to_owned() } else { format!("{}.{field}", self.prefix) };
+        self.errors.push(FieldError { field, message: message.to_string() });
     }
 
     /// Records the error of a failed parse under `field` and returns the value when it parsed.
-    pub fn check<T, E: std::fmt::Display>(
-        &mut self,
-        field: &str,
-        result: Result<T, E>,
-    ) -> Option<T> {
+    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
         match result {
             Ok(value) => Some(value),
             Err(error) => {
@@ -175,10 +149,6 @@ impl Validator {
 
     /// `Ok(value)` when nothing was recorded.
     pub fn finish<T>(self, value: T) -> ApiResult<T> {
-        if self.errors.is_empty() {
-            Ok(value)
-        } else {
-            Err(ApiError::validation(self.errors))
-        }
+        if self.errors.is_empty() { Ok(value) } else { Err(ApiError::validation(self.errors)) }
     }
 }

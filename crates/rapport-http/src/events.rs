@@ -95,10 +95,7 @@ async fn ingest_events(
 ) -> ApiResult<Json<EventsBody>> {
     caller.require(Permission::WriteContacts)?;
     if input.events.is_empty() || input.events.len() > MAX_EVENTS {
-        return Err(ApiError::field(
-            "events",
-            format!("must hold between 1 and {MAX_EVENTS} events"),
-        ));
+        return Err(ApiError::field("events", format!("must hold between 1 and {MAX_EVENTS} events")));
     }
     let received_at = Utc::now();
     let mut errors = Vec::new();
@@ -110,18 +107,11 @@ async fn ingest_events(
                 indexes.push(index);
                 events.push(event);
             }
-            Err(message) => errors.push(EventErrorBody {
-                index,
-                code: "invalid_event".into(),
-                message,
-            }),
+            Err(message) => errors.push(EventErrorBody { index, code: "invalid_event".into(), message }),
         }
     }
-    let outcomes = if events.is_empty() {
-        Vec::new()
-    } else {
-        state.store.insert_events(caller.workspace, events).await?
-    };
+    let outcomes =
+        if events.is_empty() { Vec::new() } else { state.store.insert_events(caller.workspace, events).await? };
     let mut accepted = 0;
     let mut duplicates = 0;
     for (index, outcome) in indexes.into_iter().zip(outcomes) {
@@ -139,11 +129,7 @@ async fn ingest_events(
         }
     }
     errors.sort_by_key(|error| error.index);
-    Ok(Json(EventsBody {
-        accepted,
-        duplicates,
-        errors,
-    }))
+    Ok(Json(EventsBody { accepted, duplicates, errors }))
 }
 
 fn parse_event(raw: Value, received_at: chrono::DateTime<Utc>) -> Result<NewEvent, String> {
@@ -153,31 +139,19 @@ fn parse_event(raw: Value, received_at: chrono::DateTime<Utc>) -> Result<NewEven
     })?;
     let contact = contact_ref(input.contact)?;
     let event_type = input.event_type.trim();
-    if event_type.is_empty()
-        || event_type.chars().count() > 200
-        || event_type.chars().any(char::is_control)
-    {
+    if event_type.is_empty() || event_type.chars().count() > 200 || event_type.chars().any(char::is_control) {
         return Err("type: must be 1–200 characters without control characters".into());
     }
     let occurred_at = match input.occurred_at {
         Some(text) => parse_time(&text).map_err(|message| format!("occurred_at: {message}"))?,
         None => received_at,
     };
-    let message_id = input
-        .message_id
-        .map(|id| id.trim().to_owned())
-        .filter(|id| !id.is_empty());
+    let message_id = input.message_id.map(|id| id.trim().to_owned()).filter(|id| !id.is_empty());
     if message_id.as_ref().is_some_and(|id| id.len() > 200) {
         return Err("message_id: must be at most 200 characters".into());
     }
-    let source = input
-        .source
-        .map(|source| source.trim().to_owned())
-        .filter(|source| !source.is_empty());
-    if source
-        .as_ref()
-        .is_some_and(|source| source.chars().count() > 100)
-    {
+    let source = input.source.map(|source| source.trim().to_owned()).filter(|source| !source.is_empty());
+    if source.as_ref().is_some_and(|source| source.chars().count() > 100) {
         return Err("source: must be at most 100 characters".into());
     }
     Ok(NewEvent {
@@ -193,34 +167,20 @@ fn parse_event(raw: Value, received_at: chrono::DateTime<Utc>) -> Result<NewEven
 }
 
 fn contact_ref(input: ContactRefInput) -> Result<ContactRef, String> {
-    let given = [
-        input.id.is_some(),
-        input.email.is_some(),
-        input.phone.is_some(),
-        input.user_id.is_some(),
-    ];
+    let given = [input.id.is_some(), input.email.is_some(), input.phone.is_some(), input.user_id.is_some()];
     if given.iter().filter(|present| **present).count() != 1 {
-        return Err(
-            "contact: name the contact by exactly one of id, email, phone or user_id".into(),
-        );
+        return Err("contact: name the contact by exactly one of id, email, phone or user_id".into());
     }
     if let Some(id) = input.id {
-        return id
-            .parse::<ContactId>()
-            .map(ContactRef::Id)
-            .map_err(|message| format!("contact.id: {message}"));
+        return id.parse::<ContactId>().map(ContactRef::Id).map_err(|message| format!("contact.id: {message}"));
     }
     let (kind, name, raw) = match (input.email, input.phone, input.user_id) {
         (Some(email), _, _) => (IdentityKind::Email, "email", email),
         (_, Some(phone), _) => (IdentityKind::Phone, "phone", phone),
         (_, _, Some(user_id)) => (IdentityKind::UserId, "user_id", user_id),
         _ => {
-            return Err(
-                "contact: name the contact by exactly one of id, email, phone or user_id".into(),
-            );
+            return Err("contact: name the contact by exactly one of id, email, phone or user_id".into());
         }
     };
-    Identity::parse(kind, &raw)
-        .map(ContactRef::Identity)
-        .map_err(|error| format!("contact.{name}: {error}"))
+    Identity::parse(kind, &raw).map(ContactRef::Identity).map_err(|error| format!("contact.{name}: {error}"))
 }

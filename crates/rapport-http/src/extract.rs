@@ -29,8 +29,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .and_then(|value| value.split(';').next())
             .is_some_and(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
             });
         if !is_json {
             return Err(ApiError::new(
@@ -39,9 +38,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(body_rejection)?;
+        let bytes = Bytes::from_request(request, state).await.map_err(body_rejection)?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -53,21 +50,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::bad_request(
-                "invalid_json",
-                format!("the body is not valid JSON: {inner}"),
-            );
+            return ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {inner}"));
         }
         let field = if path == "." { "body".to_owned() } else { path };
         let message = strip_position(&inner.to_string());
         ApiError::validation(vec![FieldError { field, message }])
     })?;
-    deserializer.end().map_err(|error| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("the body is not valid JSON: {error}"),
-        )
-    })?;
+    deserializer
+        .end()
+        .map_err(|error| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {error}")))?;
     Ok(value)
 }
 
@@ -81,11 +72,7 @@ fn strip_position(message: &str) -> String {
 
 fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        )
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
     } else {
         ApiError::bad_request("invalid_body", rejection.body_text())
     }

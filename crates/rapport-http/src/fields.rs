@@ -4,9 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use rapport_domain::{
-    BoundedText, FieldDefinition, FieldEntity, FieldId, FieldType, Permission, Slug,
-};
+use rapport_domain::{BoundedText, FieldDefinition, FieldEntity, FieldId, FieldType, Permission, Slug};
 use rapport_store::{FieldUpdate, NewField};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,9 +18,11 @@ use crate::state::AppState;
 use crate::wire::{ListBody, time};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_fields, create_field))
-        .routes(routes!(get_field, update_field, delete_field))
+    OpenApiRouter::new().routes(routes!(list_fields, create_field)).routes(routes!(
+        get_field,
+        update_field,
+        delete_field
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,10 +81,7 @@ pub struct FieldPatchInput {
 fn parse_options(check: &mut Validator, raw: Vec<String>) -> Vec<String> {
     let mut options: Vec<String> = Vec::with_capacity(raw.len());
     for (index, option) in raw.iter().enumerate() {
-        if let Some(option) = check.check(
-            &format!("options[{index}]"),
-            BoundedText::parse(option, 200),
-        ) {
+        if let Some(option) = check.check(&format!("options[{index}]"), BoundedText::parse(option, 200)) {
             if options.iter().any(|existing| existing == option.as_str()) {
                 check.error(&format!("options[{index}]"), "repeats an earlier option");
             }
@@ -114,18 +111,12 @@ async fn list_fields(
 ) -> ApiResult<Json<ListBody<FieldBody>>> {
     caller.require(Permission::Read)?;
     let mut check = Validator::default();
-    let entity = params.entity.and_then(|raw| {
-        check.check(
-            "entity",
-            FieldEntity::parse(&raw).ok_or("must be contact or company"),
-        )
-    });
+    let entity = params
+        .entity
+        .and_then(|raw| check.check("entity", FieldEntity::parse(&raw).ok_or("must be contact or company")));
     check.finish(())?;
     let fields = state.store.list_fields(caller.workspace, entity).await?;
-    Ok(Json(ListBody {
-        items: fields.into_iter().map(FieldBody::from).collect(),
-        next_cursor: None,
-    }))
+    Ok(Json(ListBody { items: fields.into_iter().map(FieldBody::from).collect(), next_cursor: None }))
 }
 
 /// Defines a custom field, e.g. `{"key": "budget", "label": "预算", "type": "number"}`.
@@ -149,10 +140,7 @@ async fn create_field(
     );
     let entity = match input.entity {
         None => Some(FieldEntity::Contact),
-        Some(raw) => check.check(
-            "entity",
-            FieldEntity::parse(&raw).ok_or("must be contact or company"),
-        ),
+        Some(raw) => check.check("entity", FieldEntity::parse(&raw).ok_or("must be contact or company")),
     };
     let options = parse_options(&mut check, input.options.unwrap_or_default());
     if let Some(field_type) = field_type {
@@ -165,23 +153,11 @@ async fn create_field(
     }
     check.finish(())?;
     // Every `None` above recorded an error, so `finish` has returned already; this is only the type-level proof.
-    let (Some(key), Some(label), Some(field_type), Some(entity)) = (key, label, field_type, entity)
-    else {
+    let (Some(key), Some(label), Some(field_type), Some(entity)) = (key, label, field_type, entity) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let field = state
-        .store
-        .create_field(
-            caller.workspace,
-            NewField {
-                entity,
-                key,
-                label,
-                field_type,
-                options,
-            },
-        )
-        .await?;
+    let field =
+        state.store.create_field(caller.workspace, NewField { entity, key, label, field_type, options }).await?;
     Ok((StatusCode::CREATED, Json(FieldBody::from(field))))
 }
 
@@ -194,9 +170,7 @@ async fn get_field(
 ) -> ApiResult<Json<FieldBody>> {
     caller.require(Permission::Read)?;
     let id: FieldId = path_id(&id, "field")?;
-    Ok(Json(
-        state.store.get_field(caller.workspace, id).await?.into(),
-    ))
+    Ok(Json(state.store.get_field(caller.workspace, id).await?.into()))
 }
 
 /// Changes a field's label or options. The key and type are fixed once created.
@@ -211,9 +185,7 @@ async fn update_field(
     caller.require(Permission::ManageSchema)?;
     let id: FieldId = path_id(&id, "field")?;
     let mut check = Validator::default();
-    let label = input
-        .label
-        .and_then(|raw| check.check("label", BoundedText::parse(&raw, 100)));
+    let label = input.label.and_then(|raw| check.check("label", BoundedText::parse(&raw, 100)));
     let options = input.options.map(|raw| parse_options(&mut check, raw));
     let current = state.store.get_field(caller.workspace, id).await?;
     if let Some(options) = &options {
@@ -225,23 +197,13 @@ async fn update_field(
         }
     }
     check.finish(())?;
-    Ok(Json(
-        state
-            .store
-            .update_field(caller.workspace, id, FieldUpdate { label, options })
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.store.update_field(caller.workspace, id, FieldUpdate { label, options }).await?.into()))
 }
 
 /// Deletes the field and its values on every record.
 #[utoipa::path(delete, path = "/api/v1/fields/{id}", tag = "schema", params(("id" = String, Path)),
     responses((status = 204), (status = 404)))]
-async fn delete_field(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn delete_field(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     caller.require(Permission::ManageSchema)?;
     let id: FieldId = path_id(&id, "field")?;
     state.store.delete_field(caller.workspace, id).await?;

@@ -15,8 +15,11 @@ mod extract;
 mod fields;
 mod lists;
 mod note_templates;
+mod sources;
 mod state;
 mod tags;
+mod tracker;
+mod tracking;
 mod wire;
 
 use axum::Json;
@@ -48,6 +51,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
         (name = "events", description = "Behaviour events"),
         (name = "schema", description = "Custom fields, the tag library, stages, lead statuses, note templates"),
         (name = "access", description = "Users and API keys"),
+        (name = "capture", description = "Tracking sources and their write keys"),
     )
 )]
 struct ApiDoc;
@@ -59,17 +63,9 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("rk_…")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("rk_…").build()),
         );
-        openapi.security = Some(vec![SecurityRequirement::new(
-            "api_key",
-            Vec::<String>::new(),
-        )]);
+        openapi.security = Some(vec![SecurityRequirement::new("api_key", Vec::<String>::new())]);
     }
 }
 
@@ -84,6 +80,7 @@ fn api() -> (axum::Router<AppState>, OpenApiDocument) {
         .merge(lists::routes())
         .merge(note_templates::routes())
         .merge(access::routes())
+        .merge(sources::routes())
         .split_for_parts()
 }
 
@@ -96,17 +93,16 @@ pub fn openapi() -> OpenApiDocument {
 pub fn router(state: AppState) -> axum::Router {
     let (api, document) = api();
     let document = std::sync::Arc::new(document);
-    api.route(
-        "/api/v1/openapi.json",
-        get(move || async move { Json(document.as_ref().clone()) }),
-    )
-    .route("/healthz", get(health))
-    .route("/", get(home))
-    .fallback(not_found)
-    .method_not_allowed_fallback(method_not_allowed)
-    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-    .layer(TraceLayer::new_for_http())
-    .with_state(state)
+    api.route("/api/v1/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
+        .merge(tracking::routes())
+        .merge(tracker::routes())
+        .route("/healthz", get(health))
+        .route("/", get(home))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -118,17 +114,9 @@ async fn home() -> Html<&'static str> {
 }
 
 async fn not_found() -> impl IntoResponse {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "route_not_found",
-        "no such endpoint; see /api/v1/openapi.json",
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such endpoint; see /api/v1/openapi.json")
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not take that method",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
 }

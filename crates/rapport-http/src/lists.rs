@@ -40,11 +40,7 @@ pub struct EntriesBody {
 
 impl From<ListEntry> for ListEntryBody {
     fn from(entry: ListEntry) -> ListEntryBody {
-        ListEntryBody {
-            key: entry.key,
-            label: entry.label,
-            position: entry.position,
-        }
+        ListEntryBody { key: entry.key, label: entry.label, position: entry.position }
     }
 }
 
@@ -70,9 +66,7 @@ pub struct ListEntryPatchInput {
 async fn list(state: AppState, caller: Caller, list: ListKind) -> ApiResult<Json<EntriesBody>> {
     caller.require(Permission::Read)?;
     let entries = state.store.list_entries(caller.workspace, list).await?;
-    Ok(Json(EntriesBody {
-        items: entries.into_iter().map(ListEntryBody::from).collect(),
-    }))
+    Ok(Json(EntriesBody { items: entries.into_iter().map(ListEntryBody::from).collect() }))
 }
 
 async fn create(
@@ -92,18 +86,8 @@ async fn create(
     let (Some(key), Some(label)) = (key, label) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let entry = state
-        .store
-        .create_entry(
-            caller.workspace,
-            list,
-            NewListEntry {
-                key,
-                label,
-                position: input.position,
-            },
-        )
-        .await?;
+    let entry =
+        state.store.create_entry(caller.workspace, list, NewListEntry { key, label, position: input.position }).await?;
     Ok((StatusCode::CREATED, Json(ListEntryBody::from(entry))))
 }
 
@@ -116,46 +100,24 @@ async fn update(
 ) -> ApiResult<Json<ListEntryBody>> {
     caller.require(Permission::ManageSchema)?;
     let mut check = Validator::default();
-    let label = input
-        .label
-        .and_then(|raw| check.check("label", BoundedText::parse(&raw, 100)));
+    let label = input.label.and_then(|raw| check.check("label", BoundedText::parse(&raw, 100)));
     if input.position.is_some_and(|position| position < 0) {
         check.error("position", "must not be negative");
     }
     check.finish(())?;
-    let update = ListEntryUpdate {
-        label,
-        position: input.position,
-    };
-    Ok(Json(
-        state
-            .store
-            .update_entry(caller.workspace, list, &key, update)
-            .await?
-            .into(),
-    ))
+    let update = ListEntryUpdate { label, position: input.position };
+    Ok(Json(state.store.update_entry(caller.workspace, list, &key, update).await?.into()))
 }
 
-async fn delete(
-    state: AppState,
-    caller: Caller,
-    list: ListKind,
-    key: String,
-) -> ApiResult<StatusCode> {
+async fn delete(state: AppState, caller: Caller, list: ListKind, key: String) -> ApiResult<StatusCode> {
     caller.require(Permission::ManageSchema)?;
-    state
-        .store
-        .delete_entry(caller.workspace, list, &key)
-        .await?;
+    state.store.delete_entry(caller.workspace, list, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The lifecycle stages in order (Raw lead → MQL → SAL → SQL → Customer by default).
 #[utoipa::path(get, path = "/api/v1/stages", tag = "schema", responses((status = 200, body = EntriesBody)))]
-async fn list_stages(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<EntriesBody>> {
+async fn list_stages(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<EntriesBody>> {
     list(state, caller, ListKind::Stages).await
 }
 
@@ -183,20 +145,13 @@ async fn update_stage(
 /// Deletes a stage no contact is in.
 #[utoipa::path(delete, path = "/api/v1/stages/{key}", tag = "schema", params(("key" = String, Path)),
     responses((status = 204), (status = 409, description = "stage_in_use")))]
-async fn delete_stage(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(key): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn delete_stage(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<StatusCode> {
     delete(state, caller, ListKind::Stages, key).await
 }
 
 /// The lead statuses in order.
 #[utoipa::path(get, path = "/api/v1/lead-statuses", tag = "schema", responses((status = 200, body = EntriesBody)))]
-async fn list_statuses(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<EntriesBody>> {
+async fn list_statuses(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<EntriesBody>> {
     list(state, caller, ListKind::LeadStatuses).await
 }
 

@@ -18,9 +18,11 @@ use crate::state::AppState;
 use crate::wire::{ListBody, time};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_templates, create_template))
-        .routes(routes!(get_template, update_template, delete_template))
+    OpenApiRouter::new().routes(routes!(list_templates, create_template)).routes(routes!(
+        get_template,
+        update_template,
+        delete_template
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -57,9 +59,7 @@ pub struct TemplateInput {
 fn parse(input: TemplateInput) -> ApiResult<NoteTemplateInput> {
     let mut check = Validator::default();
     let name = check.check("name", BoundedText::parse(&input.name, 100));
-    let status = input
-        .status
-        .and_then(|raw| check.check("status", Slug::parse(&raw)));
+    let status = input.status.and_then(|raw| check.check("status", Slug::parse(&raw)));
     let body = check.check("body", BoundedText::parse_multiline(&input.body, 10_000));
     check.finish(())?;
     match (name, body) {
@@ -70,16 +70,10 @@ fn parse(input: TemplateInput) -> ApiResult<NoteTemplateInput> {
 
 #[utoipa::path(get, path = "/api/v1/note-templates", tag = "schema",
     responses((status = 200, body = ListBody<NoteTemplateBody>)))]
-async fn list_templates(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<ListBody<NoteTemplateBody>>> {
+async fn list_templates(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ListBody<NoteTemplateBody>>> {
     caller.require(Permission::Read)?;
     let templates = state.store.list_note_templates(caller.workspace).await?;
-    Ok(Json(ListBody {
-        items: templates.into_iter().map(NoteTemplateBody::from).collect(),
-        next_cursor: None,
-    }))
+    Ok(Json(ListBody { items: templates.into_iter().map(NoteTemplateBody::from).collect(), next_cursor: None }))
 }
 
 #[utoipa::path(post, path = "/api/v1/note-templates", tag = "schema", request_body = TemplateInput,
@@ -90,10 +84,7 @@ async fn create_template(
     ApiJson(input): ApiJson<TemplateInput>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(Permission::ManageSchema)?;
-    let template = state
-        .store
-        .create_note_template(caller.workspace, parse(input)?)
-        .await?;
+    let template = state.store.create_note_template(caller.workspace, parse(input)?).await?;
     Ok((StatusCode::CREATED, Json(NoteTemplateBody::from(template))))
 }
 
@@ -106,13 +97,7 @@ async fn get_template(
 ) -> ApiResult<Json<NoteTemplateBody>> {
     caller.require(Permission::Read)?;
     let id: NoteTemplateId = path_id(&id, "note template")?;
-    Ok(Json(
-        state
-            .store
-            .get_note_template(caller.workspace, id)
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.store.get_note_template(caller.workspace, id).await?.into()))
 }
 
 /// Replaces a template's name, status and body.
@@ -126,13 +111,7 @@ async fn update_template(
 ) -> ApiResult<Json<NoteTemplateBody>> {
     caller.require(Permission::ManageSchema)?;
     let id: NoteTemplateId = path_id(&id, "note template")?;
-    Ok(Json(
-        state
-            .store
-            .update_note_template(caller.workspace, id, parse(input)?)
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.store.update_note_template(caller.workspace, id, parse(input)?).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/note-templates/{id}", tag = "schema", params(("id" = String, Path)),
@@ -144,9 +123,6 @@ async fn delete_template(
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::ManageSchema)?;
     let id: NoteTemplateId = path_id(&id, "note template")?;
-    state
-        .store
-        .delete_note_template(caller.workspace, id)
-        .await?;
+    state.store.delete_note_template(caller.workspace, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -20,9 +20,7 @@ use crate::state::AppState;
 use crate::wire::{WireId, time};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_tags, create_tag))
-        .routes(routes!(get_tag, update_tag, delete_tag))
+    OpenApiRouter::new().routes(routes!(list_tags, create_tag)).routes(routes!(get_tag, update_tag, delete_tag))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -67,10 +65,7 @@ fn build_tree(tags: Vec<Tag>) -> Vec<TagBody> {
     let mut by_parent: HashMap<Option<String>, Vec<TagBody>> = HashMap::new();
     for tag in tags {
         let body = TagBody::from(tag);
-        by_parent
-            .entry(body.parent_id.clone())
-            .or_default()
-            .push(body);
+        by_parent.entry(body.parent_id.clone()).or_default().push(body);
     }
     fn attach(node: &mut TagBody, by_parent: &mut HashMap<Option<String>, Vec<TagBody>>) {
         if let Some(mut children) = by_parent.remove(&Some(node.id.clone())) {
@@ -92,9 +87,7 @@ fn build_tree(tags: Vec<Tag>) -> Vec<TagBody> {
 async fn list_tags(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<TagTreeBody>> {
     caller.require(Permission::Read)?;
     let tags = state.store.list_tags(caller.workspace).await?;
-    Ok(Json(TagTreeBody {
-        items: build_tree(tags),
-    }))
+    Ok(Json(TagTreeBody { items: build_tree(tags) }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -119,34 +112,22 @@ async fn create_tag(
     let path = check.check("path", TagPath::parse(&input.path));
     let kind = match input.kind {
         None => Some(TagKind::Manual),
-        Some(raw) => check.check(
-            "kind",
-            TagKind::parse(&raw).ok_or("must be manual or dynamic"),
-        ),
+        Some(raw) => check.check("kind", TagKind::parse(&raw).ok_or("must be manual or dynamic")),
     };
     check.finish(())?;
     let (Some(path), Some(kind)) = (path, kind) else {
         return Err(crate::error::ApiError::field("body", "is invalid"));
     };
-    let tag = state
-        .store
-        .create_tag(caller.workspace, NewTag { path, kind })
-        .await?;
+    let tag = state.store.create_tag(caller.workspace, NewTag { path, kind }).await?;
     Ok((StatusCode::CREATED, Json(TagBody::from(tag))))
 }
 
 #[utoipa::path(get, path = "/api/v1/tags/{id}", tag = "schema", params(("id" = String, Path)),
     responses((status = 200, body = TagBody), (status = 404)))]
-async fn get_tag(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<TagBody>> {
+async fn get_tag(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<TagBody>> {
     caller.require(Permission::Read)?;
     let id: TagId = path_id(&id, "tag")?;
-    Ok(Json(
-        state.store.get_tag(caller.workspace, id).await?.into(),
-    ))
+    Ok(Json(state.store.get_tag(caller.workspace, id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -173,33 +154,17 @@ async fn update_tag(
     caller.require(Permission::ManageSchema)?;
     let id: TagId = path_id(&id, "tag")?;
     let mut check = Validator::default();
-    let name = input
-        .name
-        .and_then(|raw| check.check("name", TagPath::parse_segment(&raw)));
-    let parent_id: Patch<TagId> = check
-        .check(
-            "parent_id",
-            input.parent_id.parse(|raw| raw.parse::<TagId>()),
-        )
-        .unwrap_or_default();
+    let name = input.name.and_then(|raw| check.check("name", TagPath::parse_segment(&raw)));
+    let parent_id: Patch<TagId> =
+        check.check("parent_id", input.parent_id.parse(|raw| raw.parse::<TagId>())).unwrap_or_default();
     check.finish(())?;
-    Ok(Json(
-        state
-            .store
-            .update_tag(caller.workspace, id, TagUpdate { name, parent_id })
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.store.update_tag(caller.workspace, id, TagUpdate { name, parent_id }).await?.into()))
 }
 
 /// Deletes a tag that has no sub-tags and that no contact carries.
 #[utoipa::path(delete, path = "/api/v1/tags/{id}", tag = "schema", params(("id" = String, Path)),
     responses((status = 204), (status = 409, description = "tag_in_use or tag_has_children")))]
-async fn delete_tag(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn delete_tag(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     caller.require(Permission::ManageSchema)?;
     let id: TagId = path_id(&id, "tag")?;
     state.store.delete_tag(caller.workspace, id).await?;

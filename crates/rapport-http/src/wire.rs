@@ -33,51 +33,28 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => Ok(limit),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be between 1 and {MAX_PAGE_SIZE}"),
-        )),
+        Some(_) => Err(ApiError::bad_request("invalid_query", format!("limit must be between 1 and {MAX_PAGE_SIZE}"))),
     }
 }
 
 /// Cursors are opaque to clients: base64url of a short text of numbers.
 pub fn encode_cursor(parts: &[i64]) -> String {
-    let text = parts
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(":");
+    let text = parts.iter().map(i64::to_string).collect::<Vec<_>>().join(":");
     URL_SAFE_NO_PAD.encode(text)
 }
 
 pub fn decode_cursor(cursor: &str, arity: usize) -> Result<Vec<i64>, ApiError> {
-    let invalid = || {
-        ApiError::bad_request(
-            "invalid_cursor",
-            "the cursor is not one this API handed out",
-        )
-    };
+    let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is not one this API handed out");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let parts = text
-        .split(':')
-        .map(str::parse)
-        .collect::<Result<Vec<i64>, _>>()
-        .map_err(|_| invalid())?;
-    if parts.len() == arity {
-        Ok(parts)
-    } else {
-        Err(invalid())
-    }
+    let parts = text.split(':').map(str::parse).collect::<Result<Vec<i64>, _>>().map_err(|_| invalid())?;
+    if parts.len() == arity { Ok(parts) } else { Err(invalid()) }
 }
 
 pub fn micros_to_time(micros: i64) -> Result<DateTime<Utc>, ApiError> {
-    Utc.timestamp_micros(micros).single().ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_cursor",
-            "the cursor is not one this API handed out",
-        )
-    })
+    Utc.timestamp_micros(micros)
+        .single()
+        .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not one this API handed out"))
 }
 
 pub fn time(at: DateTime<Utc>) -> String {
@@ -112,8 +89,6 @@ impl<'de> Deserialize<'de> for WireId {
 
 impl WireId {
     pub fn parse<T: std::str::FromStr>(&self) -> Result<T, String> {
-        self.0
-            .parse()
-            .map_err(|_| format!("{:?} is not a valid id", self.0))
+        self.0.parse().map_err(|_| format!("{:?} is not a valid id", self.0))
     }
 }

@@ -26,20 +26,13 @@ const FIRST_PAGE_RUNS: usize = 200;
 /// Loads contacts through `POST /api/v1/contacts/batch`, then times look-ups by email and the first page of the
 /// contact list.
 pub async fn contacts(config: BenchConfig) -> anyhow::Result<()> {
-    if config.batch == 0 || config.batch > 1_000 || config.concurrency == 0 || config.contacts == 0
-    {
+    if config.batch == 0 || config.batch > 1_000 || config.concurrency == 0 || config.contacts == 0 {
         bail!("--contacts and --concurrency must be positive and --batch between 1 and 1000");
     }
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-    let store_config = StoreConfig {
-        data_dir: scratch.path().to_owned(),
-        database_url: config.database_url.clone(),
-    };
+    let store_config = StoreConfig { data_dir: scratch.path().to_owned(), database_url: config.database_url.clone() };
     let store = open_store(&store_config).await?;
-    let admin = AdminConfig {
-        token: Some(Secret::new(BENCH_TOKEN)),
-        ..AdminConfig::default()
-    };
+    let admin = AdminConfig { token: Some(Secret::new(BENCH_TOKEN)), ..AdminConfig::default() };
     bootstrap(store.as_ref(), &admin).await?;
     let backend = store.backend();
     if store
@@ -59,9 +52,7 @@ pub async fn contacts(config: BenchConfig) -> anyhow::Result<()> {
         let _ = stopped.await;
     }));
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(16)
-        .build()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(16).build()?;
     let api = Api { client, base };
     let result = run_contacts(&api, &config, backend).await;
     let _ = stop.send(());
@@ -102,10 +93,7 @@ fn contact(index: usize) -> Value {
 }
 
 async fn run_contacts(api: &Api, config: &BenchConfig, backend: &str) -> anyhow::Result<()> {
-    println!(
-        "Rapport contacts benchmark — {backend}, {} contacts, batches of {}",
-        config.contacts, config.batch
-    );
+    println!("Rapport contacts benchmark — {backend}, {} contacts, batches of {}", config.contacts, config.batch);
     api.send(
         api.client
             .post(format!("{}/api/v1/fields", api.base))
@@ -132,10 +120,8 @@ async fn run_contacts(api: &Api, config: &BenchConfig, backend: &str) -> anyhow:
                     return Ok::<(), anyhow::Error>(());
                 };
                 let contacts: Vec<Value> = (start..end).map(contact).collect();
-                let request = api
-                    .client
-                    .post(format!("{}/api/v1/contacts/batch", api.base))
-                    .json(&json!({"contacts": contacts}));
+                let request =
+                    api.client.post(format!("{}/api/v1/contacts/batch", api.base)).json(&json!({"contacts": contacts}));
                 api.send(request).await?;
                 if index % 100 == 0 {
                     eprint!("\r  loaded {end} contacts");
@@ -163,10 +149,7 @@ async fn run_contacts(api: &Api, config: &BenchConfig, backend: &str) -> anyhow:
         state ^= state << 17;
         let index = (state % config.contacts as u64) as usize;
         let email = format!("lead{index}@company{}.example.com", index % 5_000);
-        let request = api
-            .client
-            .get(format!("{}/api/v1/contacts", api.base))
-            .query(&[("email", email.as_str())]);
+        let request = api.client.get(format!("{}/api/v1/contacts", api.base)).query(&[("email", email.as_str())]);
         let started = Instant::now();
         let body = api.send(request).await?;
         lookups.push(started.elapsed());
@@ -182,9 +165,7 @@ async fn run_contacts(api: &Api, config: &BenchConfig, backend: &str) -> anyhow:
 
     let mut pages = Vec::with_capacity(FIRST_PAGE_RUNS);
     for _ in 0..FIRST_PAGE_RUNS {
-        let request = api
-            .client
-            .get(format!("{}/api/v1/contacts?limit=50", api.base));
+        let request = api.client.get(format!("{}/api/v1/contacts?limit=50", api.base));
         let started = Instant::now();
         let body = api.send(request).await?;
         pages.push(started.elapsed());
@@ -200,7 +181,7 @@ async fn run_contacts(api: &Api, config: &BenchConfig, backend: &str) -> anyhow:
 }
 
 /// p50, p99 and max in milliseconds.
-fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
+pub(crate) fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
     samples.sort_unstable();
     let at = |fraction: f64| {
         let index = ((samples.len() as f64 * fraction).ceil() as usize).clamp(1, samples.len()) - 1;

@@ -31,9 +31,7 @@ impl BootstrapReport {
             lines.push(format!("Owner login: {email}"));
         }
         if let Some(password) = &self.generated_password {
-            lines.push(format!(
-                "Owner password (shown once, change it after logging in): {password}"
-            ));
+            lines.push(format!("Owner password (shown once, change it after logging in): {password}"));
         }
         if let Some(token) = &self.generated_token {
             lines.push(format!("Owner API key (shown once): {token}"));
@@ -64,15 +62,9 @@ async fn create_default_workspace(
     report: &mut BootstrapReport,
 ) -> anyhow::Result<Workspace> {
     let slug = Slug::parse(DEFAULT_WORKSPACE).context("the default workspace slug")?;
-    let workspace = store
-        .create_workspace(&slug, "Default")
-        .await
-        .context("creating the default workspace")?;
+    let workspace = store.create_workspace(&slug, "Default").await.context("creating the default workspace")?;
 
-    let email_text = admin
-        .email
-        .clone()
-        .unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
+    let email_text = admin.email.clone().unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
     let email = EmailAddress::parse(&email_text)
         .map_err(|error| anyhow::anyhow!("RAPPORT_ADMIN_EMAIL {email_text:?} {error}"))?;
     let password = match &admin.password {
@@ -86,15 +78,7 @@ async fn create_default_workspace(
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
     let name = BoundedText::parse("Owner", 100).context("the owner's name")?;
     store
-        .create_user(
-            workspace.id,
-            NewUser {
-                email: email.clone(),
-                name,
-                role: Role::Owner,
-                password_hash,
-            },
-        )
+        .create_user(workspace.id, NewUser { email: email.clone(), name, role: Role::Owner, password_hash })
         .await
         .context("creating the owner user")?;
     report.admin_email = Some(email.into_string());
@@ -102,39 +86,21 @@ async fn create_default_workspace(
     if admin.token.is_none() {
         let minted = mint_token();
         let name = BoundedText::parse("Owner key (first start)", 100).context("the key name")?;
-        let key = NewApiKey {
-            name,
-            role: Role::Owner,
-            prefix: minted.prefix,
-            token_hash: minted.hash,
-        };
-        store
-            .create_api_key(workspace.id, key)
-            .await
-            .context("creating the owner API key")?;
+        let key = NewApiKey { name, role: Role::Owner, prefix: minted.prefix, token_hash: minted.hash };
+        store.create_api_key(workspace.id, key).await.context("creating the owner API key")?;
         report.generated_token = Some(minted.token);
     }
     Ok(workspace)
 }
 
 /// Makes `RAPPORT_ADMIN_TOKEN` a valid owner key. A token that was revoked stays revoked.
-async fn ensure_admin_token(
-    store: &dyn Store,
-    workspace: &Workspace,
-    token: &str,
-) -> anyhow::Result<bool> {
+async fn ensure_admin_token(store: &dyn Store, workspace: &Workspace, token: &str) -> anyhow::Result<bool> {
     let described = describe_token(token);
     if store.api_key_by_hash(&described.hash).await?.is_some() {
         return Ok(false);
     }
-    let name =
-        BoundedText::parse("Owner key (RAPPORT_ADMIN_TOKEN)", 100).context("the key name")?;
-    let key = NewApiKey {
-        name,
-        role: Role::Owner,
-        prefix: described.prefix,
-        token_hash: described.hash,
-    };
+    let name = BoundedText::parse("Owner key (RAPPORT_ADMIN_TOKEN)", 100).context("the key name")?;
+    let key = NewApiKey { name, role: Role::Owner, prefix: described.prefix, token_hash: described.hash };
     match store.create_api_key(workspace.id, key).await {
         Ok(_) => Ok(true),
         Err(StoreError::Conflict { .. }) => {

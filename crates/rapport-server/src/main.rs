@@ -11,18 +11,18 @@ use clap::{Args, Parser, Subcommand};
 use rapport_domain::{BoundedText, Role};
 use rapport_http::auth::mint_token;
 use rapport_server::bench::{self, BenchConfig};
+use rapport_server::bench_import::{self, ImportBenchConfig};
+use rapport_server::bench_tracking::{self, TrackingBenchConfig};
 use rapport_server::bootstrap::bootstrap;
 use rapport_server::config::{AdminConfig, Secret, ServeConfig, StoreConfig};
+use rapport_server::export::export_contacts;
+use rapport_server::import::{ImportError, ImportOptions, import_contacts};
 use rapport_server::{Server, open_store, shutdown_signal};
 use rapport_store::NewApiKey;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "rapport",
-    version,
-    about = "Rapport: customer operations for B2B teams"
-)]
+#[command(name = "rapport", version, about = "Rapport: customer operations for B2B teams")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +36,16 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Import records from a file.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Export records as CSV to stdout.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
     },
     /// Measure Rapport's hot paths on this machine and print each figure beside its target.
     Bench {
@@ -56,10 +66,7 @@ struct StoreArgs {
 
 impl StoreArgs {
     fn config(&self) -> StoreConfig {
-        StoreConfig {
-            data_dir: self.data_dir.clone(),
-            database_url: self.database_url.clone().map(Secret::new),
-        }
+        StoreConfig { data_dir: self.data_dir.clone(), database_url: self.database_url.clone().map(Secret::new) }
     }
 }
 
@@ -89,6 +96,46 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum ImportCommand {
+    /// Contacts from a CSV file (UTF-8 or GBK), matched by user id, email or phone. See docs/import-export.md.
+    Contacts(ImportContactsArgs),
+}
+
+#[derive(Args)]
+struct ImportContactsArgs {
+    /// The CSV file; its first row names the columns.
+    file: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[arg(long, default_value = "default")]
+    workspace: String,
+    /// COLUMN=FIELD, e.g. `邮箱=email` or `预算=fields.budget`; repeat per column. Without it, columns whose
+    /// header names a field are imported.
+    #[arg(long = "map", value_name = "COLUMN=FIELD")]
+    mappings: Vec<String>,
+    /// Read the file in this encoding (utf-8, gbk, …) instead of detecting it.
+    #[arg(long)]
+    encoding: Option<String>,
+    /// Show the first rows as they would be imported and check every row; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write every error (row, line, column, value, reason) to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    errors: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// All contacts as CSV (UTF-8 with a byte order mark, so Excel shows Chinese correctly).
+    Contacts {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, default_value = "default")]
+        workspace: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Contacts over HTTP: batch upserts, look-up by email, first page of the list.
     Contacts {
@@ -108,20 +155,46 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         lookups: usize,
     },
+    /// `rapport import contacts` on a generated CSV file: rows per second and peak memory.
+    Import {
+        /// A `postgres://` URL of an empty database to measure PostgreSQL; default: SQLite in a temporary directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// How many rows the generated file holds.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+    },
+    /// The tracking API: `/v1/batch` events per second, single `/v1/track` requests per second and latency, bytes
+    /// stored per event.
+    Tracking {
+        /// A `postgres://` URL of an empty database to measure PostgreSQL; default: SQLite in a temporary directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Events sent through `/v1/batch`.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Messages per batch request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Concurrent clients (connections).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Single `/v1/track` requests.
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        /// Distinct anonymous visitors the events come from.
+        #[arg(long, default_value_t = 50_000)]
+        visitors: usize,
+    },
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("RAPPORT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("RAPPORT_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -132,7 +205,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            // `rapport import` exits with 2 when nothing could be imported (see docs/import-export.md).
+            let code = error.downcast_ref::<ImportError>().map_or(1, ImportError::exit_code);
+            ExitCode::from(code)
         }
     }
 }
@@ -141,52 +216,56 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let admin = AdminConfig {
-                token: std::env::var("RAPPORT_ADMIN_TOKEN")
-                    .ok()
-                    .filter(|t| !t.is_empty())
-                    .map(Secret::new),
-                email: std::env::var("RAPPORT_ADMIN_EMAIL")
-                    .ok()
-                    .filter(|e| !e.is_empty()),
-                password: std::env::var("RAPPORT_ADMIN_PASSWORD")
-                    .ok()
-                    .filter(|p| !p.is_empty())
-                    .map(Secret::new),
+                token: std::env::var("RAPPORT_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).map(Secret::new),
+                email: std::env::var("RAPPORT_ADMIN_EMAIL").ok().filter(|e| !e.is_empty()),
+                password: std::env::var("RAPPORT_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()).map(Secret::new),
             };
-            serve(ServeConfig {
-                store: args.store.config(),
-                bind: args.bind,
-                admin,
-            })
-            .await
+            serve(ServeConfig { store: args.store.config(), bind: args.bind, admin }).await
         }
-        Command::Keys {
-            command:
-                KeysCommand::Create {
-                    store,
-                    workspace,
-                    name,
-                    role,
-                },
-        } => create_key(&store.config(), &workspace, &name, &role).await,
+        Command::Keys { command: KeysCommand::Create { store, workspace, name, role } } => {
+            create_key(&store.config(), &workspace, &name, &role).await
+        }
+        Command::Bench { command: BenchCommand::Contacts { database_url, contacts, batch, concurrency, lookups } } => {
+            let config =
+                BenchConfig { database_url: database_url.map(Secret::new), contacts, batch, concurrency, lookups };
+            bench::contacts(config).await
+        }
+        Command::Bench { command: BenchCommand::Import { database_url, rows } } => {
+            let config = ImportBenchConfig { database_url: database_url.map(Secret::new), rows };
+            bench_import::import(config).await
+        }
         Command::Bench {
-            command:
-                BenchCommand::Contacts {
-                    database_url,
-                    contacts,
-                    batch,
-                    concurrency,
-                    lookups,
-                },
+            command: BenchCommand::Tracking { database_url, events, batch, concurrency, requests, visitors },
         } => {
-            let config = BenchConfig {
+            let config = TrackingBenchConfig {
                 database_url: database_url.map(Secret::new),
-                contacts,
+                events,
                 batch,
                 concurrency,
-                lookups,
+                requests,
+                visitors,
             };
-            bench::contacts(config).await
+            bench_tracking::tracking(config).await
+        }
+        Command::Import { command: ImportCommand::Contacts(args) } => {
+            let options = ImportOptions {
+                file: args.file,
+                workspace: args.workspace,
+                mappings: args.mappings,
+                encoding: args.encoding,
+                dry_run: args.dry_run,
+                errors_file: args.errors,
+                progress: true,
+            };
+            let store = open_store(&args.store.config()).await.map_err(ImportError::Setup)?;
+            import_contacts(store, &options).await?;
+            Ok(())
+        }
+        Command::Export { command: ExportCommand::Contacts { store, workspace } } => {
+            let store = open_store(&store.config()).await?;
+            let written = export_contacts(store, &workspace, std::io::stdout()).await?;
+            eprintln!("Exported {written} contacts");
+            Ok(())
         }
     }
 }
@@ -204,29 +283,18 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     server.serve(shutdown_signal()).await
 }
 
-async fn create_key(
-    store: &StoreConfig,
-    workspace: &str,
-    name: &str,
-    role: &str,
-) -> anyhow::Result<()> {
+async fn create_key(store: &StoreConfig, workspace: &str, name: &str, role: &str) -> anyhow::Result<()> {
     let role = Role::parse(role).with_context(|| {
-        format!(
-            "unknown role {role:?}: use owner, admin, marketer, sales_manager, sales_rep or viewer"
-        )
+        format!("unknown role {role:?}: use owner, admin, marketer, sales_manager, sales_rep or viewer")
     })?;
     let name = BoundedText::parse(name, 100).map_err(|error| anyhow::anyhow!("--name {error}"))?;
     let store = open_store(store).await?;
-    let workspace = store.workspace_by_slug(workspace).await?.with_context(|| {
-        format!("no workspace {workspace:?} (run `rapport serve` once to create `default`)")
-    })?;
+    let workspace = store
+        .workspace_by_slug(workspace)
+        .await?
+        .with_context(|| format!("no workspace {workspace:?} (run `rapport serve` once to create `default`)"))?;
     let minted = mint_token();
-    let key = NewApiKey {
-        name,
-        role,
-        prefix: minted.prefix,
-        token_hash: minted.hash,
-    };
+    let key = NewApiKey { name, role, prefix: minted.prefix, token_hash: minted.hash };
     store.create_api_key(workspace.id, key).await?;
     println!("{}", minted.token);
     Ok(())

@@ -16,24 +16,18 @@ const SQLITE_FILE: &str = "rapport.db";
 pub async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     match config.database_url.as_ref().map(|url| url.expose()) {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = PostgresStore::connect(url)
-                .await
-                .context("connecting to PostgreSQL")?;
+            let store = PostgresStore::connect(url).await.context("connecting to PostgreSQL")?;
             Ok(Arc::new(store))
         }
         Some(url) => {
-            let Some(path) = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-            else {
+            let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
                 bail!("the database URL must start with postgres://, postgresql:// or sqlite://");
             };
             open_sqlite(PathBuf::from(path)).await
         }
         None => {
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("creating the data directory {}", config.data_dir.display())
-            })?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
             open_sqlite(config.data_dir.join(SQLITE_FILE)).await
         }
     }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use rapport_domain::{BoundedText, Role, Slug, WorkspaceId};
+use rapport_engine::IngestConfig;
 use rapport_http::auth::mint_token;
 use rapport_server::Server;
 use rapport_server::bootstrap::bootstrap;
@@ -36,24 +37,24 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn sqlite() -> TestApp {
+        TestApp::sqlite_with(IngestConfig::default()).await
+    }
+
+    /// SQLite with a chosen ingestion configuration, e.g. a queue too small to take anything.
+    pub async fn sqlite_with(ingest: IngestConfig) -> TestApp {
         let directory = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            data_dir: directory.path().to_owned(),
-            database_url: None,
-        };
-        TestApp::start(config, DatabaseGuard::Sqlite(directory)).await
+        let config = StoreConfig { data_dir: directory.path().to_owned(), database_url: None };
+        TestApp::start(config, DatabaseGuard::Sqlite(directory), ingest).await
     }
 
     pub async fn postgres() -> TestApp {
         let database = TestDatabase::create().await.unwrap();
-        let config = StoreConfig {
-            data_dir: std::env::temp_dir(),
-            database_url: Some(Secret::new(database.url().to_owned())),
-        };
-        TestApp::start(config, DatabaseGuard::Postgres(database)).await
+        let config =
+            StoreConfig { data_dir: std::env::temp_dir(), database_url: Some(Secret::new(database.url().to_owned())) };
+        TestApp::start(config, DatabaseGuard::Postgres(database), IngestConfig::default()).await
     }
 
-    async fn start(config: StoreConfig, database: DatabaseGuard) -> TestApp {
+    async fn start(config: StoreConfig, database: DatabaseGuard, ingest: IngestConfig) -> TestApp {
         let store = rapport_server::open_store(&config).await.unwrap();
         let admin = AdminConfig {
             token: Some(Secret::new(OWNER_TOKEN)),
@@ -61,15 +62,8 @@ impl TestApp {
             password: Some(Secret::new("correct horse battery")),
         };
         bootstrap(store.as_ref(), &admin).await.unwrap();
-        let workspace = store
-            .workspace_by_slug("default")
-            .await
-            .unwrap()
-            .unwrap()
-            .id;
-        let server = Server::bind(([127, 0, 0, 1], 0).into(), store.clone())
-            .await
-            .unwrap();
+        let workspace = store.workspace_by_slug("default").await.unwrap().unwrap().id;
+        let server = Server::bind_with(([127, 0, 0, 1], 0).into(), store.clone(), ingest).await.unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.serve(async move {
@@ -87,28 +81,16 @@ impl TestApp {
     }
 
     /// Sends a request with the given token and returns status and JSON body (`null` when empty).
-    pub async fn call_as(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
+    pub async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, body)
     }
 
@@ -117,13 +99,11 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call_as(OWNER_TOKEN, Method::POST, path, Some(body))
-            .await
+        self.call_as(OWNER_TOKEN, Method::POST, path, Some(body)).await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call_as(OWNER_TOKEN, Method::PATCH, path, Some(body))
-            .await
+        self.call_as(OWNER_TOKEN, Method::PATCH, path, Some(body)).await
     }
 
     pub async fn delete(&self, path: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -132,11 +112,7 @@ impl TestApp {
 
     /// A second workspace with an owner key, for isolation tests.
     pub async fn other_workspace(&self, slug: &str) -> (WorkspaceId, String) {
-        let workspace = self
-            .store
-            .create_workspace(&Slug::parse(slug).unwrap(), slug)
-            .await
-            .unwrap();
+        let workspace = self.store.create_workspace(&Slug::parse(slug).unwrap(), slug).await.unwrap();
         let token = self.key_in(workspace.id, Role::Owner).await;
         (workspace.id, token)
     }

@@ -18,7 +18,7 @@ use anyhow::Context;
 use rapport_domain::{
     CompanyId, ContactChanges, ContactId, Identity, IdentityKind, Patch, TagPath, UserId, WorkspaceId,
 };
-use rapport_store::{Actor, StoreError, StoreResult, UpsertOutcome};
+use rapport_store::{StoreError, StoreResult, UpsertOutcome};
 use sqlx::PgConnection;
 
 use crate::connection::{WorkspaceLock, lock_workspace};
@@ -38,13 +38,13 @@ pub(crate) enum Target {
 }
 
 /// Applies `items` in order inside the caller's transaction and returns one outcome per item. Takes the contact
-/// lock (and the tag library lock when tags are named). Field names in errors are prefixed with `contacts[i].`
-/// when `batch` is set.
+/// lock (and the tag library lock when tags are named). `actor` is who the history records (`api_key:3`,
+/// `source:2`, …). Field names in errors are prefixed with `contacts[i].` when `batch` is set.
 pub(crate) async fn write_contacts(
     connection: &mut PgConnection,
     workspace: WorkspaceId,
     items: Vec<(Target, ContactChanges)>,
-    actor: Actor,
+    actor: &str,
     batch: bool,
 ) -> StoreResult<Vec<UpsertOutcome>> {
     lock_workspace(connection, workspace, WorkspaceLock::Contacts).await?;

@@ -22,7 +22,7 @@ impl PostgresStore {
         let batch = items.len() > 1;
         let items = items.into_iter().map(|changes| (Target::Match, changes)).collect();
         let mut tx = self.begin().await?;
-        let outcomes = write_contacts(&mut tx, workspace, items, actor, batch).await?;
+        let outcomes = write_contacts(&mut tx, workspace, items, &actor.to_string(), batch).await?;
         commit(tx).await?;
         Ok(outcomes)
     }
@@ -35,7 +35,7 @@ impl PostgresStore {
         actor: Actor,
     ) -> StoreResult<Contact> {
         let mut tx = self.begin().await?;
-        write_contacts(&mut tx, workspace, vec![(Target::Contact(id), changes)], actor, false).await?;
+        write_contacts(&mut tx, workspace, vec![(Target::Contact(id), changes)], &actor.to_string(), false).await?;
         let contact = get_contact(&mut tx, workspace, id).await?;
         commit(tx).await?;
         Ok(contact)
@@ -94,8 +94,10 @@ impl PostgresStore {
         Ok(page(contacts, request.limit, |contact| ContactCursor { updated_at: contact.updated_at, id: contact.id }))
     }
 
-    /// Erases the person with everything that hangs off it. No table has a foreign key to contacts (see the
-    /// migration): the erasure lock keeps event ingestion out and the contact lock every other writer.
+    /// Erases the person with everything that hangs off it: identities, tag links, activities, events, the event
+    /// documents only its events used, the message ids of its tracking messages (so that they could be sent
+    /// again), and the pointers of contacts merged into it. No table has a foreign key to contacts (see the
+    /// migrations): the erasure lock keeps event ingestion out and the contact lock every other writer.
     pub(crate) async fn delete_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         lock_workspace(&mut tx, workspace, WorkspaceLock::Erasure).await?;
@@ -105,7 +107,10 @@ impl PostgresStore {
                  identities AS (DELETE FROM contact_identities WHERE contact_id IN (SELECT id FROM contact)),
                  tags AS (DELETE FROM contact_tags WHERE contact_id IN (SELECT id FROM contact)),
                  activities AS (DELETE FROM activities WHERE contact_id IN (SELECT id FROM contact)),
-                 events AS (DELETE FROM events WHERE contact_id IN (SELECT id FROM contact))
+                 events AS (DELETE FROM events WHERE contact_id IN (SELECT id FROM contact)),
+                 documents AS (DELETE FROM event_documents WHERE sole_contact_id IN (SELECT id FROM contact)),
+                 message_ids AS (DELETE FROM message_ids WHERE contact_id IN (SELECT id FROM contact)),
+                 pointers AS (DELETE FROM contact_merges WHERE survivor_id IN (SELECT id FROM contact))
              SELECT count(*) FROM contact",
         )
         .bind(workspace.get())

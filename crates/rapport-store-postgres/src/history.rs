@@ -1,21 +1,16 @@
-//! What happened to a contact: events, activities (stage, status and tag changes, notes) and the timeline that
-//! merges them.
-
-use std::collections::{HashMap, HashSet};
+//! What happened to a contact: activities (stage, status and tag changes, notes, merges) and the timeline that
+//! merges them with the contact's events (stored by `events.rs`).
 
 use anyhow::Context;
-use chrono::{DateTime, SecondsFormat, Utc};
-use rapport_domain::{ContactId, Identity, NoteTemplateId, WorkspaceId};
-use rapport_store::{
-    Actor, ContactRef, EventOutcome, NewEvent, Note, Page, PageRequest, StoreError, StoreResult, TimelineCursor,
-    TimelineEntry,
-};
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use rapport_domain::{ContactId, NoteTemplateId, WorkspaceId};
+use rapport_store::{Actor, Note, Page, PageRequest, StoreError, StoreResult, TimelineCursor, TimelineEntry};
+use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::batch::{create_identified_contacts, resolve_identities};
-use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace, lock_workspace_shared};
+use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace};
 use crate::contacts::check_contact_exists;
+use crate::events::{StoredEvent, event_data, timeline_events_sql};
 use crate::sql::{fetch_limit, page};
 use crate::tags::allocate_ids;
 
@@ -80,23 +75,19 @@ struct TimelineRow {
     properties: Option<Value>,
     context: Option<Value>,
     event_source: Option<String>,
-    message_id: Option<String>,
+    message_id: Option<Vec<u8>>,
     received_at: Option<DateTime<Utc>>,
 }
 
 /// Events and activities, newest first, merged by `(at, source, id)`. Each side is cut to the page size before the
-/// merge and walks its `(contact_id, time, id)` index, so a page reads at most twice its size however long the
-/// history. `$2`/`$3` bound the events and `$2`/`$4` the activities (see [`side_bound`]).
+/// merge and walks its `(contact_id, time)` index, so a page reads at most twice its size however long the history.
+/// `$2`/`$3` bound the events and `$2`/`$4` the activities (see [`side_bound`]).
 macro_rules! timeline_sql {
     ($event_filter:literal, $activity_filter:literal) => {
         concat!(
-            "SELECT * FROM (
-                 (SELECT occurred_at AS at, 1::bigint AS source, id, 'event' AS kind, NULL::jsonb AS data,
-                      type AS event_type, properties, context, source AS event_source, message_id, received_at
-                  FROM events WHERE contact_id = $1 ",
-            $event_filter,
-            " ORDER BY occurred_at DESC, id DESC LIMIT $5)
-                 UNION ALL
+            "SELECT * FROM ((",
+            timeline_events_sql!($event_filter),
+            ") UNION ALL
                  (SELECT at, 0::bigint, id, kind, data, NULL, NULL, NULL, NULL, NULL, NULL
                   FROM activities WHERE contact_id = $1 ",
             $activity_filter,
@@ -108,7 +99,9 @@ macro_rules! timeline_sql {
 
 const TIMELINE_FIRST_PAGE: &str =
     timeline_sql!("AND $2::timestamptz IS NULL", "AND $3::bigint IS NULL AND $4::bigint IS NULL");
-const TIMELINE_NEXT_PAGE: &str = timeline_sql!("AND (occurred_at, id) < ($2, $3)", "AND (at, id) < ($2, $4)");
+// The first bound lets the events' scan start at the cursor: the index has no `id` to compare the pair with.
+const TIMELINE_NEXT_PAGE: &str =
+    timeline_sql!("AND occurred_at <= $2 AND (occurred_at, id) < ($2, $3)", "AND (at, id) < ($2, $4)");
 
 /// Turns the cursor `(at, source, id) < (A, S, I)` into a bound for one side of the timeline, whose rows all have
 /// `source = side`: `(time, id) < (A, bound)`. A side below `S` keeps every row at `A`; a side above it keeps none.
@@ -209,123 +202,18 @@ impl PostgresStore {
         }
         Ok(())
     }
-
-    // ----- Events -----
-
-    /// Events are the highest-volume write. A call resolves the contacts its events name with one query per kind
-    /// of reference, creates the missing ones in bulk (under the contact lock, taken only then), and inserts all
-    /// events with one statement whose `ON CONFLICT DO NOTHING` on the message id tells duplicates apart. Calls
-    /// that create no contact hold only the shared erasure lock, so they run side by side.
-    pub(crate) async fn insert_events(
-        &self,
-        workspace: WorkspaceId,
-        events: Vec<NewEvent>,
-    ) -> StoreResult<Vec<EventOutcome>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.begin().await?;
-        // Events have no foreign key; from here to the commit, no contact they name can be erased.
-        lock_workspace_shared(&mut tx, workspace, WorkspaceLock::Erasure).await?;
-
-        let mut named_ids: Vec<i64> = Vec::new();
-        let mut named_identities: Vec<Identity> = Vec::new();
-        for event in &events {
-            match &event.contact {
-                ContactRef::Id(id) => named_ids.push(id.get()),
-                ContactRef::Identity(identity) => named_identities.push(identity.clone()),
-            }
-        }
-        named_ids.sort_unstable();
-        named_ids.dedup();
-        named_identities.sort_unstable();
-        named_identities.dedup();
-        let known_ids = existing_contacts(&mut tx, workspace, &named_ids).await?;
-        let mut owners = resolve_identities(&mut tx, workspace, &named_identities).await?;
-
-        // A stored message id makes its event a duplicate before anything else is looked at: such an event must
-        // neither create a contact nor read as naming an unknown one. Calls where that can matter learn first which
-        // of their message ids are stored; for the others the insert's ON CONFLICT is enough.
-        let may_create = named_identities.iter().any(|identity| !owners.contains_key(identity));
-        let may_miss = events.iter().any(|event| {
-            event.message_id.is_some() && matches!(&event.contact, ContactRef::Id(id) if !known_ids.contains(&id.get()))
-        });
-        let stored_message_ids = if may_create || may_miss {
-            stored_message_ids(&mut tx, workspace, &events).await?
-        } else {
-            HashSet::new()
-        };
-
-        let mut outcomes = vec![EventOutcome::Duplicate; events.len()];
-        let mut accepted: Vec<(usize, NewEvent)> = Vec::with_capacity(events.len());
-        let mut seen_message_ids: HashSet<String> = HashSet::new();
-        let mut to_create: Vec<Identity> = Vec::new();
-        let mut scheduled: HashSet<Identity> = HashSet::new();
-        for (index, event) in events.into_iter().enumerate() {
-            if let Some(message_id) = &event.message_id {
-                if stored_message_ids.contains(message_id) || !seen_message_ids.insert(message_id.clone()) {
-                    continue;
-                }
-            }
-            match &event.contact {
-                ContactRef::Id(id) if !known_ids.contains(&id.get()) => {
-                    outcomes[index] = EventOutcome::UnknownContact;
-                    continue;
-                }
-                ContactRef::Id(_) => {}
-                ContactRef::Identity(identity) => {
-                    if !owners.contains_key(identity) && scheduled.insert(identity.clone()) {
-                        to_create.push(identity.clone());
-                    }
-                }
-            }
-            accepted.push((index, event));
-        }
-
-        if !to_create.is_empty() {
-            lock_workspace(&mut tx, workspace, WorkspaceLock::Contacts).await?;
-            // Another call may have created some of them while this one waited for the lock.
-            let created_meanwhile = resolve_identities(&mut tx, workspace, &to_create).await?;
-            to_create.retain(|identity| !created_meanwhile.contains_key(identity));
-            owners.extend(created_meanwhile);
-            let ids = create_identified_contacts(&mut tx, workspace, &to_create).await?;
-            owners.extend(to_create.into_iter().zip(ids.into_iter().map(ContactId::get)));
-        }
-
-        let ids = allocate_ids(&mut tx, "events_id_seq", accepted.len()).await?;
-        let mut columns = EventColumns::with_capacity(accepted.len());
-        let mut contact_of: HashMap<i64, (usize, i64)> = HashMap::with_capacity(accepted.len());
-        for ((index, event), id) in accepted.into_iter().zip(ids) {
-            let contact_id = match &event.contact {
-                ContactRef::Id(contact) => contact.get(),
-                ContactRef::Identity(identity) => {
-                    *owners.get(identity).context("every named identity has a contact")?
-                }
-            };
-            contact_of.insert(id, (index, contact_id));
-            columns.push(id, contact_id, event);
-        }
-        let stored = columns.insert(&mut tx, workspace).await?;
-        commit(tx).await?;
-        for id in stored {
-            if let Some((index, contact_id)) = contact_of.get(&id) {
-                outcomes[*index] = EventOutcome::Stored { contact_id: ContactId::new(*contact_id), event_id: id };
-            }
-        }
-        Ok(outcomes)
-    }
 }
 
 fn timeline_entry(row: TimelineRow) -> anyhow::Result<TimelineEntry> {
     let data = if row.source == EVENT_SOURCE {
-        json!({
-            "id": row.id,
-            "type": row.event_type,
-            "properties": row.properties,
-            "context": row.context,
-            "source": row.event_source,
-            "message_id": row.message_id,
-            "received_at": row.received_at.map(|at| at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        event_data(StoredEvent {
+            id: row.id,
+            event_type: row.event_type,
+            properties: row.properties,
+            context: row.context,
+            source: row.event_source,
+            message_id: row.message_id,
+            received_at: row.received_at,
         })
     } else {
         row.data.context("an activity without data")?
@@ -336,120 +224,4 @@ fn timeline_entry(row: TimelineRow) -> anyhow::Result<TimelineEntry> {
         data,
         cursor: TimelineCursor { at: row.at, source: row.source, id: row.id },
     })
-}
-
-async fn existing_contacts(
-    connection: &mut PgConnection,
-    workspace: WorkspaceId,
-    ids: &[i64],
-) -> StoreResult<HashSet<i64>> {
-    if ids.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let found: Vec<i64> = sqlx::query_scalar(
-        "SELECT c.id FROM UNNEST($2::bigint[]) AS wanted (id)
-         CROSS JOIN LATERAL (SELECT id FROM contacts WHERE id = wanted.id AND workspace_id = $1 OFFSET 0) AS c",
-    )
-    .bind(workspace.get())
-    .bind(ids)
-    .fetch_all(connection)
-    .await
-    .context("checking the events' contacts")?;
-    Ok(found.into_iter().collect())
-}
-
-async fn stored_message_ids(
-    connection: &mut PgConnection,
-    workspace: WorkspaceId,
-    events: &[NewEvent],
-) -> StoreResult<HashSet<String>> {
-    let message_ids: Vec<&str> = events.iter().filter_map(|event| event.message_id.as_deref()).collect();
-    if message_ids.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let stored: Vec<String> = sqlx::query_scalar(
-        "SELECT wanted.message_id FROM UNNEST($2::text[]) AS wanted (message_id)
-             CROSS JOIN LATERAL (
-                 SELECT 1 FROM events WHERE workspace_id = $1 AND message_id = wanted.message_id LIMIT 1
-             ) AS stored",
-    )
-    .bind(workspace.get())
-    .bind(&message_ids)
-    .fetch_all(connection)
-    .await
-    .context("probing message ids")?;
-    Ok(stored.into_iter().collect())
-}
-
-/// Event rows as parallel arrays, the shape `UNNEST` takes.
-struct EventColumns {
-    ids: Vec<i64>,
-    contact_ids: Vec<i64>,
-    types: Vec<String>,
-    properties: Vec<Value>,
-    contexts: Vec<Value>,
-    occurred_at: Vec<DateTime<Utc>>,
-    received_at: Vec<DateTime<Utc>>,
-    sources: Vec<Option<String>>,
-    message_ids: Vec<Option<String>>,
-}
-
-impl EventColumns {
-    fn with_capacity(capacity: usize) -> EventColumns {
-        EventColumns {
-            ids: Vec::with_capacity(capacity),
-            contact_ids: Vec::with_capacity(capacity),
-            types: Vec::with_capacity(capacity),
-            properties: Vec::with_capacity(capacity),
-            contexts: Vec::with_capacity(capacity),
-            occurred_at: Vec::with_capacity(capacity),
-            received_at: Vec::with_capacity(capacity),
-            sources: Vec::with_capacity(capacity),
-            message_ids: Vec::with_capacity(capacity),
-        }
-    }
-
-    fn push(&mut self, id: i64, contact_id: i64, event: NewEvent) {
-        self.ids.push(id);
-        self.contact_ids.push(contact_id);
-        self.types.push(event.event_type);
-        self.properties.push(Value::Object(event.properties));
-        self.contexts.push(Value::Object(event.context));
-        self.occurred_at.push(event.occurred_at);
-        self.received_at.push(event.received_at);
-        self.sources.push(event.source);
-        self.message_ids.push(event.message_id);
-    }
-
-    /// Inserts the events and returns the ids of those stored: an event whose message id another transaction
-    /// stored first is skipped by `ON CONFLICT`, and so is a duplicate.
-    async fn insert(&self, connection: &mut PgConnection, workspace: WorkspaceId) -> StoreResult<Vec<i64>> {
-        if self.ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let stored = sqlx::query_scalar(
-            "INSERT INTO events (id, workspace_id, contact_id, type, properties, context, occurred_at, received_at,
-                 source, message_id)
-             SELECT id, $1, contact_id, type, properties, context, occurred_at, received_at, source, message_id
-             FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[],
-                 $8::timestamptz[], $9::text[], $10::text[])
-                 AS e (id, contact_id, type, properties, context, occurred_at, received_at, source, message_id)
-             ON CONFLICT (workspace_id, message_id) WHERE message_id IS NOT NULL DO NOTHING
-             RETURNING id",
-        )
-        .bind(workspace.get())
-        .bind(&self.ids)
-        .bind(&self.contact_ids)
-        .bind(&self.types)
-        .bind(&self.properties)
-        .bind(&self.contexts)
-        .bind(&self.occurred_at)
-        .bind(&self.received_at)
-        .bind(&self.sources)
-        .bind(&self.message_ids)
-        .fetch_all(connection)
-        .await
-        .context("inserting events")?;
-        Ok(stored)
-    }
 }

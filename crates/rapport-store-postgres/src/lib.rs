@@ -29,11 +29,16 @@ mod batch;
 mod companies;
 mod connection;
 mod contacts;
+mod events;
 mod history;
+mod merge;
+mod message_ids;
 mod schema;
+mod sources;
 mod sql;
 mod store;
 mod tags;
+mod tracking;
 
 #[cfg(feature = "testing")]
 pub mod testing;

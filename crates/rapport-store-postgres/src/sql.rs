@@ -23,7 +23,7 @@ pub(crate) fn unique_conflict(
     StoreError::Backend(anyhow::Error::new(error).context(context))
 }
 
-fn violated_unique_constraint(error: &sqlx::Error) -> Option<&str> {
+pub(crate) fn violated_unique_constraint(error: &sqlx::Error) -> Option<&str> {
     match error {
         sqlx::Error::Database(database) if database.is_unique_violation() => database.constraint(),
         _ => None,

@@ -5,13 +5,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
     ApiKeyId, CompanyId, Contact, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, Identity,
-    NoteTemplateId, Slug, TagId, TagPath, UserId, WorkspaceId,
+    NoteTemplateId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
 };
 use rapport_store::{
     Actor, ApiKey, Company, CompanyChanges, ContactCursor, EventOutcome, FieldUpdate, ListEntry, ListEntryUpdate,
-    ListKind, NewApiKey, NewEvent, NewField, NewListEntry, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput,
-    Page, PageRequest, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, UpsertOutcome, User,
-    UserUpdate, Workspace,
+    ListKind, MergeReason, NewApiKey, NewEvent, NewField, NewListEntry, NewSource, NewTag, NewUser, Note, NoteTemplate,
+    NoteTemplateInput, Page, PageRequest, Source, SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor,
+    TimelineEntry, TrackingMessage, TrackingOutcome, UpsertOutcome, User, UserUpdate, Workspace,
 };
 use tracing::instrument;
 
@@ -374,5 +374,68 @@ impl Store for PostgresStore {
     #[instrument(level = "debug", skip_all)]
     async fn insert_events(&self, workspace: WorkspaceId, events: Vec<NewEvent>) -> StoreResult<Vec<EventOutcome>> {
         self.insert_events(workspace, events).await
+    }
+
+    // ----- Sources -----
+    #[instrument(level = "debug", skip_all)]
+    async fn create_source(&self, workspace: WorkspaceId, source: NewSource) -> StoreResult<Source> {
+        self.create_source(workspace, source).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_sources(&self, workspace: WorkspaceId) -> StoreResult<Vec<Source>> {
+        self.list_sources(workspace).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_source(&self, workspace: WorkspaceId, id: SourceId) -> StoreResult<Source> {
+        self.get_source(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn update_source(&self, workspace: WorkspaceId, id: SourceId, update: SourceUpdate) -> StoreResult<Source> {
+        self.update_source(workspace, id, update).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn rotate_source_key(&self, workspace: WorkspaceId, id: SourceId, write_key: &str) -> StoreResult<Source> {
+        self.rotate_source_key(workspace, id, write_key).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn revoke_source(&self, workspace: WorkspaceId, id: SourceId, at: DateTime<Utc>) -> StoreResult<Source> {
+        self.revoke_source(workspace, id, at).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn source_by_write_key(&self, write_key: &str) -> StoreResult<Option<Source>> {
+        self.source_by_write_key(write_key).await
+    }
+
+    // ----- Tracking and identity resolution -----
+    #[instrument(level = "debug", skip_all, fields(messages = messages.len()))]
+    async fn ingest_tracking(
+        &self,
+        workspace: WorkspaceId,
+        messages: Vec<TrackingMessage>,
+    ) -> StoreResult<Vec<TrackingOutcome>> {
+        self.ingest_tracking(workspace, messages).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn merge_contacts(
+        &self,
+        workspace: WorkspaceId,
+        survivor: ContactId,
+        absorbed: ContactId,
+        reason: MergeReason,
+        actor: Actor,
+    ) -> StoreResult<Contact> {
+        self.merge_contacts(workspace, survivor, absorbed, reason, actor).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn merged_into(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Option<ContactId>> {
+        self.merged_into(workspace, id).await
     }
 }

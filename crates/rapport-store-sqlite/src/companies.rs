@@ -1,7 +1,8 @@
-//! Companies (accounts). A domain identifies at most one company per workspace.
+//! Companies (accounts). A domain identifies at most one company per workspace, and so does the external id that
+//! tracking `group` calls name a company by.
 
 use anyhow::Context;
-use rapport_domain::{CompanyId, Patch, WorkspaceId};
+use rapport_domain::{BoundedText, CompanyId, Patch, WorkspaceId};
 use rapport_store::{Company, CompanyChanges, Page, PageRequest, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::{Map, Value};
@@ -17,11 +18,7 @@ pub(crate) fn create_company(
     changes: CompanyChanges,
 ) -> StoreResult<Company> {
     let Some(name) = &changes.name else {
-        return Err(StoreError::invalid(
-            "missing_field",
-            "name",
-            "a company needs a name",
-        ));
+        return Err(StoreError::invalid("missing_field", "name", "a company needs a name"));
     };
     let domain = changes.domain.clone().apply_to(None);
     check_domain_free(tx, workspace, domain.as_deref(), None)?;
@@ -44,13 +41,8 @@ pub(crate) fn create_company(
     get_company(tx, workspace, CompanyId::new(tx.last_insert_rowid()))
 }
 
-pub(crate) fn get_company(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    id: CompanyId,
-) -> StoreResult<Company> {
-    let sql =
-        format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND id = ?2");
+pub(crate) fn get_company(conn: &Connection, workspace: WorkspaceId, id: CompanyId) -> StoreResult<Company> {
+    let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND id = ?2");
     let mut statement = conn.prepare_cached(&sql).context("preparing get_company")?;
     let company = statement
         .query_row(params![workspace.get(), id.get()], company_from_row)
@@ -64,11 +56,8 @@ pub(crate) fn company_by_domain(
     workspace: WorkspaceId,
     domain: &str,
 ) -> StoreResult<Option<Company>> {
-    let sql =
-        format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND domain = ?2");
-    let mut statement = conn
-        .prepare_cached(&sql)
-        .context("preparing company_by_domain")?;
+    let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND domain = ?2");
+    let mut statement = conn.prepare_cached(&sql).context("preparing company_by_domain")?;
     Ok(statement
         .query_row(params![workspace.get(), domain], company_from_row)
         .optional()
@@ -80,22 +69,14 @@ pub(crate) fn list_companies(
     workspace: WorkspaceId,
     page: PageRequest<CompanyId>,
 ) -> StoreResult<Page<Company, CompanyId>> {
-    let sql = format!(
-        "SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-    );
-    let mut statement = conn
-        .prepare_cached(&sql)
-        .context("preparing list_companies")?;
+    let sql =
+        format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE workspace_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+    let mut statement = conn.prepare_cached(&sql).context("preparing list_companies")?;
     let after = page.after.map_or(0, CompanyId::get);
     let rows = statement
-        .query_map(
-            params![workspace.get(), after, fetch_limit(page.limit)],
-            company_from_row,
-        )
+        .query_map(params![workspace.get(), after, fetch_limit(page.limit)], company_from_row)
         .context("listing companies")?;
-    let companies = rows
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .context("reading companies")?;
+    let companies = rows.collect::<rusqlite::Result<Vec<_>>>().context("reading companies")?;
     Ok(into_page(companies, page.limit, |company| company.id))
 }
 
@@ -131,21 +112,63 @@ pub(crate) fn update_company(
 }
 
 /// The company's contacts lose the link through the foreign key's `ON DELETE SET NULL`.
-pub(crate) fn delete_company(
-    tx: &Transaction<'_>,
-    workspace: WorkspaceId,
-    id: CompanyId,
-) -> StoreResult<()> {
+pub(crate) fn delete_company(tx: &Transaction<'_>, workspace: WorkspaceId, id: CompanyId) -> StoreResult<()> {
     let deleted = tx
-        .execute(
-            "DELETE FROM companies WHERE workspace_id = ?1 AND id = ?2",
-            params![workspace.get(), id.get()],
-        )
+        .execute("DELETE FROM companies WHERE workspace_id = ?1 AND id = ?2", params![workspace.get(), id.get()])
         .context("deleting a company")?;
     if deleted == 0 {
         return Err(StoreError::not_found("company"));
     }
     Ok(())
+}
+
+/// The company of a tracking group: the one with this external id, else the one with the changes' domain that no
+/// group has claimed yet (adopted: it gets the external id), else a new one, named after the group id when the
+/// changes name none. The changes are applied to a found company as an update. Conflict `company_exists` when the
+/// changes' domain belongs to another company.
+pub(crate) fn group_company(
+    tx: &Transaction<'_>,
+    workspace: WorkspaceId,
+    group_id: &str,
+    mut changes: CompanyChanges,
+) -> StoreResult<CompanyId> {
+    let mut by_external_id = tx
+        .prepare_cached("SELECT id FROM companies WHERE workspace_id = ?1 AND external_id = ?2")
+        .context("preparing a group look-up")?;
+    let mut found: Option<i64> = by_external_id
+        .query_row(params![workspace.get(), group_id], |row| row.get(0))
+        .optional()
+        .context("finding a group")?;
+    if found.is_none() {
+        if let Patch::Set(domain) = &changes.domain {
+            let mut by_domain = tx
+                .prepare_cached(
+                    "SELECT id FROM companies WHERE workspace_id = ?1 AND domain = ?2 AND external_id IS NULL",
+                )
+                .context("preparing a company look-up by domain")?;
+            found = by_domain
+                .query_row(params![workspace.get(), domain], |row| row.get(0))
+                .optional()
+                .context("finding a company by domain")?;
+        }
+    }
+    let id = match found {
+        Some(id) => update_company(tx, workspace, CompanyId::new(id), changes)?.id,
+        None => {
+            if changes.name.is_none() {
+                let name = BoundedText::parse(group_id, 1_000)
+                    .map_err(|error| StoreError::invalid("invalid_message", "group_id", error.to_string()))?;
+                changes.name = Some(name);
+            }
+            create_company(tx, workspace, changes)?.id
+        }
+    };
+    tx.execute(
+        "UPDATE companies SET external_id = ?2 WHERE id = ?1 AND external_id IS NOT ?2",
+        params![id.get(), group_id],
+    )
+    .context("naming a company by its group id")?;
+    Ok(id)
 }
 
 fn check_domain_free(
@@ -164,10 +187,9 @@ fn check_domain_free(
         .optional()
         .context("checking a company domain")?;
     match owner {
-        Some(owner) if Some(CompanyId::new(owner)) != except => Err(StoreError::conflict(
-            "company_exists",
-            format!("a company with the domain {domain} exists"),
-        )),
+        Some(owner) if Some(CompanyId::new(owner)) != except => {
+            Err(StoreError::conflict("company_exists", format!("a company with the domain {domain} exists")))
+        }
         _ => Ok(()),
     }
 }

@@ -8,16 +8,15 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use rapport_domain::{
-    CompanyId, Contact, ContactChanges, ContactId, Identity, IdentityKind, Patch, UserId,
-    WorkspaceId,
+    CompanyId, Contact, ContactChanges, ContactId, Identity, IdentityKind, Patch, UserId, WorkspaceId,
 };
-use rapport_store::{
-    Actor, ContactCursor, ListKind, Page, PageRequest, StoreError, StoreResult, UpsertOutcome,
-};
+use rapport_store::{Actor, ContactCursor, ListKind, Page, PageRequest, StoreError, StoreResult, UpsertOutcome};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::{Map, Value, json};
 
+use crate::events::erase_events;
 use crate::history::record_activity;
+use crate::memo::WriterMemo;
 use crate::schema::entry_keys;
 use crate::sql::{fetch_limit, into_page, json_object_at, micros, now_micros, parsed_at, time_at};
 use crate::tags::{TagResolver, link_tags};
@@ -31,11 +30,7 @@ pub(crate) struct ChangeContext {
 
 impl ChangeContext {
     pub(crate) fn new(workspace: WorkspaceId, actor: Actor) -> ChangeContext {
-        ChangeContext {
-            workspace,
-            actor: actor.to_string(),
-            now: now_micros(),
-        }
+        ChangeContext { workspace, actor: actor.to_string(), now: now_micros() }
     }
 }
 
@@ -53,13 +48,16 @@ impl References {
     pub(crate) fn load(conn: &Connection, workspace: WorkspaceId) -> StoreResult<References> {
         Ok(References {
             stages: entry_keys(conn, workspace, ListKind::Stages)?,
-            statuses: entry_keys(conn, workspace, ListKind::LeadStatuses)?
-                .into_iter()
-                .collect(),
+            statuses: entry_keys(conn, workspace, ListKind::LeadStatuses)?.into_iter().collect(),
             owners: HashMap::new(),
             companies: HashMap::new(),
             tags: TagResolver::default(),
         })
+    }
+
+    /// Stage keys in list order.
+    pub(crate) fn stages(&self) -> &[String] {
+        &self.stages
     }
 
     pub(crate) fn first_stage(&self) -> StoreResult<&str> {
@@ -67,12 +65,7 @@ impl References {
         Ok(first)
     }
 
-    fn owner_exists(
-        &mut self,
-        conn: &Connection,
-        workspace: WorkspaceId,
-        owner: UserId,
-    ) -> StoreResult<bool> {
+    fn owner_exists(&mut self, conn: &Connection, workspace: WorkspaceId, owner: UserId) -> StoreResult<bool> {
         if let Some(exists) = self.owners.get(&owner) {
             return Ok(*exists);
         }
@@ -86,12 +79,7 @@ impl References {
         Ok(exists)
     }
 
-    fn company_exists(
-        &mut self,
-        conn: &Connection,
-        workspace: WorkspaceId,
-        company: CompanyId,
-    ) -> StoreResult<bool> {
+    fn company_exists(&mut self, conn: &Connection, workspace: WorkspaceId, company: CompanyId) -> StoreResult<bool> {
         if let Some(exists) = self.companies.get(&company) {
             return Ok(*exists);
         }
@@ -118,11 +106,7 @@ pub(crate) fn upsert_contacts(
     let mut outcomes = Vec::with_capacity(items.len());
     for (index, changes) in items.into_iter().enumerate() {
         let field = |name: &str| {
-            if batch {
-                format!("contacts[{index}].{name}")
-            } else {
-                name.to_owned()
-            }
+            if batch { format!("contacts[{index}].{name}") } else { name.to_owned() }
         };
         let mut matched = None;
         for identity in changes.match_identities() {
@@ -138,10 +122,7 @@ pub(crate) fn upsert_contacts(
             }
         }
         let id = apply_changes(tx, &context, &mut references, matched, changes, &field)?;
-        outcomes.push(UpsertOutcome {
-            id,
-            created: matched.is_none(),
-        });
+        outcomes.push(UpsertOutcome { id, created: matched.is_none() });
     }
     Ok(outcomes)
 }
@@ -166,11 +147,7 @@ pub(crate) fn update_contact(
     get_contact(tx, workspace, id)
 }
 
-pub(crate) fn get_contact(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    id: ContactId,
-) -> StoreResult<Contact> {
+pub(crate) fn get_contact(conn: &Connection, workspace: WorkspaceId, id: ContactId) -> StoreResult<Contact> {
     let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE workspace_id = ?1 AND id = ?2");
     let mut statement = conn.prepare_cached(&sql).context("preparing get_contact")?;
     let contact = statement
@@ -179,10 +156,7 @@ pub(crate) fn get_contact(
         .context("reading a contact")?;
     let contact = contact.ok_or(StoreError::not_found("contact"))?;
     let mut contacts = with_identities_and_tags(conn, vec![contact])?;
-    contacts
-        .pop()
-        .context("the contact vanished")
-        .map_err(StoreError::from)
+    contacts.pop().context("the contact vanished").map_err(StoreError::from)
 }
 
 pub(crate) fn find_contact(
@@ -205,57 +179,33 @@ pub(crate) fn list_contacts(
         "SELECT {CONTACT_COLUMNS} FROM contacts WHERE workspace_id = ?1 AND (updated_at, id) < (?2, ?3)
          ORDER BY updated_at DESC, id DESC LIMIT ?4"
     );
-    let mut statement = conn
-        .prepare_cached(&sql)
-        .context("preparing list_contacts")?;
-    let (before_time, before_id) = page.after.map_or((i64::MAX, i64::MAX), |after| {
-        (micros(after.updated_at), after.id.get())
-    });
+    let mut statement = conn.prepare_cached(&sql).context("preparing list_contacts")?;
+    let (before_time, before_id) =
+        page.after.map_or((i64::MAX, i64::MAX), |after| (micros(after.updated_at), after.id.get()));
     let rows = statement
-        .query_map(
-            params![
-                workspace.get(),
-                before_time,
-                before_id,
-                fetch_limit(page.limit)
-            ],
-            contact_from_row,
-        )
+        .query_map(params![workspace.get(), before_time, before_id, fetch_limit(page.limit)], contact_from_row)
         .context("listing contacts")?;
-    let contacts = rows
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .context("reading contacts")?;
-    let page = into_page(contacts, page.limit, |contact| ContactCursor {
-        updated_at: contact.updated_at,
-        id: contact.id,
-    });
-    Ok(Page {
-        items: with_identities_and_tags(conn, page.items)?,
-        next: page.next,
-    })
+    let contacts = rows.collect::<rusqlite::Result<Vec<_>>>().context("reading contacts")?;
+    let page =
+        into_page(contacts, page.limit, |contact| ContactCursor { updated_at: contact.updated_at, id: contact.id });
+    Ok(Page { items: with_identities_and_tags(conn, page.items)?, next: page.next })
 }
 
 /// Identities, tag links and activities go with the contact through `ON DELETE CASCADE`; events have no foreign
-/// key (see the schema) and are deleted here.
+/// key (see the schema) and are erased with their traces by `erase_events`. Pointers of merged contacts to this
+/// one go too: erasure leaves nothing that leads to the person.
 pub(crate) fn delete_contact(
     tx: &Transaction<'_>,
+    memo: &mut WriterMemo,
     workspace: WorkspaceId,
     id: ContactId,
 ) -> StoreResult<()> {
-    tx.execute(
-        "DELETE FROM events WHERE workspace_id = ?1 AND contact_id = ?2",
-        params![workspace.get(), id.get()],
-    )
-    .context("deleting a contact's events")?;
-    let deleted = tx
-        .execute(
-            "DELETE FROM contacts WHERE workspace_id = ?1 AND id = ?2",
-            params![workspace.get(), id.get()],
-        )
+    check_contact_exists(tx, workspace, id)?;
+    erase_events(tx, memo, workspace, id)?;
+    tx.execute("DELETE FROM contact_merges WHERE survivor_id = ?1", [id.get()])
+        .context("deleting the pointers to a contact")?;
+    tx.execute("DELETE FROM contacts WHERE workspace_id = ?1 AND id = ?2", params![workspace.get(), id.get()])
         .context("deleting a contact")?;
-    if deleted == 0 {
-        return Err(StoreError::not_found("contact"));
-    }
     Ok(())
 }
 
@@ -263,44 +213,22 @@ pub(crate) fn count_contacts(conn: &Connection, workspace: WorkspaceId) -> Store
     let mut statement = conn
         .prepare_cached("SELECT count(*) FROM contacts WHERE workspace_id = ?1")
         .context("preparing count_contacts")?;
-    let count: i64 = statement
-        .query_row([workspace.get()], |row| row.get(0))
-        .context("counting contacts")?;
+    let count: i64 = statement.query_row([workspace.get()], |row| row.get(0)).context("counting contacts")?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
-pub(crate) fn contact_exists(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    id: ContactId,
-) -> StoreResult<bool> {
-    row_exists(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM contacts WHERE workspace_id = ?1 AND id = ?2)",
-        workspace,
-        id.get(),
-    )
+pub(crate) fn contact_exists(conn: &Connection, workspace: WorkspaceId, id: ContactId) -> StoreResult<bool> {
+    row_exists(conn, "SELECT EXISTS (SELECT 1 FROM contacts WHERE workspace_id = ?1 AND id = ?2)", workspace, id.get())
 }
 
-pub(crate) fn check_contact_exists(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    id: ContactId,
-) -> StoreResult<()> {
-    if contact_exists(conn, workspace, id)? {
-        Ok(())
-    } else {
-        Err(StoreError::not_found("contact"))
-    }
+pub(crate) fn check_contact_exists(conn: &Connection, workspace: WorkspaceId, id: ContactId) -> StoreResult<()> {
+    if contact_exists(conn, workspace, id)? { Ok(()) } else { Err(StoreError::not_found("contact")) }
 }
 
 pub(crate) fn touch_contact(tx: &Transaction<'_>, id: ContactId, now: i64) -> StoreResult<()> {
-    let mut statement = tx
-        .prepare_cached("UPDATE contacts SET updated_at = ?2 WHERE id = ?1")
-        .context("preparing touch_contact")?;
-    statement
-        .execute(params![id.get(), now])
-        .context("touching a contact")?;
+    let mut statement =
+        tx.prepare_cached("UPDATE contacts SET updated_at = ?2 WHERE id = ?1").context("preparing touch_contact")?;
+    statement.execute(params![id.get(), now]).context("touching a contact")?;
     Ok(())
 }
 
@@ -311,13 +239,12 @@ pub(crate) fn identity_owner(
     identity: &Identity,
 ) -> StoreResult<Option<ContactId>> {
     let mut statement = conn
-        .prepare_cached("SELECT contact_id FROM contact_identities WHERE workspace_id = ?1 AND kind = ?2 AND value = ?3")
+        .prepare_cached(
+            "SELECT contact_id FROM contact_identities WHERE workspace_id = ?1 AND kind = ?2 AND value = ?3",
+        )
         .context("preparing identity_owner")?;
     let owner = statement
-        .query_row(
-            params![workspace.get(), identity.kind().as_str(), identity.value()],
-            |row| row.get(0),
-        )
+        .query_row(params![workspace.get(), identity.kind().as_str(), identity.value()], |row| row.get(0))
         .optional()
         .context("looking up an identity")?;
     Ok(owner.map(ContactId::new))
@@ -355,7 +282,7 @@ pub(crate) fn insert_identified_contact(
 
 /// Writes one contact's changes: checks its references, inserts or updates the row, records stage and status
 /// changes, adds identities and tags. `existing` is the contact the changes matched, if any.
-fn apply_changes(
+pub(crate) fn apply_changes(
     tx: &Transaction<'_>,
     context: &ChangeContext,
     references: &mut References,
@@ -364,13 +291,34 @@ fn apply_changes(
     field: &dyn Fn(&str) -> String,
 ) -> StoreResult<ContactId> {
     let workspace = context.workspace;
+    check_references(tx, workspace, references, &changes, field)?;
+
+    let id = match existing {
+        None => insert_contact(tx, context, references, &changes)?,
+        Some(id) => {
+            update_row(tx, context, id, &changes)?;
+            id
+        }
+    };
+    for identity in changes.match_identities() {
+        add_identity(tx, workspace, id, &identity)?;
+    }
+    link_tags(tx, context, id, &changes.add_tags, &field("tags"), &mut references.tags)?;
+    Ok(id)
+}
+
+/// Checks the stage, status, owner and company that changes refer to: invalid `unknown_stage`, `unknown_status`,
+/// `unknown_owner` or `unknown_company` on `field(…)`. Writes nothing.
+pub(crate) fn check_references(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    references: &mut References,
+    changes: &ContactChanges,
+    field: &dyn Fn(&str) -> String,
+) -> StoreResult<()> {
     if let Some(stage) = &changes.stage {
         if !references.stages.iter().any(|key| key == stage.as_str()) {
-            return Err(StoreError::invalid(
-                "unknown_stage",
-                field("stage"),
-                format!("there is no stage {stage}"),
-            ));
+            return Err(StoreError::invalid("unknown_stage", field("stage"), format!("there is no stage {stage}")));
         }
     }
     if let Patch::Set(status) = &changes.status {
@@ -383,16 +331,12 @@ fn apply_changes(
         }
     }
     if let Patch::Set(owner) = changes.owner_id {
-        if !references.owner_exists(tx, workspace, owner)? {
-            return Err(StoreError::invalid(
-                "unknown_owner",
-                field("owner_id"),
-                format!("there is no user {owner}"),
-            ));
+        if !references.owner_exists(conn, workspace, owner)? {
+            return Err(StoreError::invalid("unknown_owner", field("owner_id"), format!("there is no user {owner}")));
         }
     }
     if let Patch::Set(company) = changes.company_id {
-        if !references.company_exists(tx, workspace, company)? {
+        if !references.company_exists(conn, workspace, company)? {
             return Err(StoreError::invalid(
                 "unknown_company",
                 field("company_id"),
@@ -400,26 +344,7 @@ fn apply_changes(
             ));
         }
     }
-
-    let id = match existing {
-        None => insert_contact(tx, context, references, &changes)?,
-        Some(id) => {
-            update_row(tx, context, id, &changes)?;
-            id
-        }
-    };
-    for identity in changes.match_identities() {
-        add_identity(tx, workspace, id, &identity)?;
-    }
-    link_tags(
-        tx,
-        context,
-        id,
-        &changes.add_tags,
-        &field("tags"),
-        &mut references.tags,
-    )?;
-    Ok(id)
+    Ok(())
 }
 
 fn insert_contact(
@@ -560,28 +485,14 @@ fn record_list_changes(
     id: ContactId,
     changes: &ContactChanges,
 ) -> StoreResult<()> {
-    let mut current = tx
-        .prepare_cached("SELECT stage, status FROM contacts WHERE id = ?1")
-        .context("preparing a read")?;
-    let (stage, status): (String, Option<String>) = current
-        .query_row([id.get()], |row| Ok((row.get(0)?, row.get(1)?)))
-        .context("reading stage and status")?;
+    let mut current =
+        tx.prepare_cached("SELECT stage, status FROM contacts WHERE id = ?1").context("preparing a read")?;
+    let (stage, status): (String, Option<String>) =
+        current.query_row([id.get()], |row| Ok((row.get(0)?, row.get(1)?))).context("reading stage and status")?;
     let reason = changes.reason.as_deref();
-    if let Some(new_stage) = changes
-        .stage
-        .as_ref()
-        .filter(|new_stage| new_stage.as_str() != stage)
-    {
+    if let Some(new_stage) = changes.stage.as_ref().filter(|new_stage| new_stage.as_str() != stage) {
         let data = json!({ "from": stage, "to": new_stage.as_str(), "actor": context.actor, "reason": reason });
-        record_activity(
-            tx,
-            context.workspace,
-            id,
-            "stage_changed",
-            context.now,
-            &context.actor,
-            &data,
-        )?;
+        record_activity(tx, context.workspace, id, "stage_changed", context.now, &context.actor, &data)?;
     }
     let new_status = match &changes.status {
         Patch::Absent => return Ok(()),
@@ -589,22 +500,13 @@ fn record_list_changes(
         Patch::Set(new_status) => Some(new_status.as_str()),
     };
     if new_status != status.as_deref() {
-        let data =
-            json!({ "from": status, "to": new_status, "actor": context.actor, "reason": reason });
-        record_activity(
-            tx,
-            context.workspace,
-            id,
-            "status_changed",
-            context.now,
-            &context.actor,
-            &data,
-        )?;
+        let data = json!({ "from": status, "to": new_status, "actor": context.actor, "reason": reason });
+        record_activity(tx, context.workspace, id, "status_changed", context.now, &context.actor, &data)?;
     }
     Ok(())
 }
 
-fn add_identity(
+pub(crate) fn add_identity(
     tx: &Transaction<'_>,
     workspace: WorkspaceId,
     id: ContactId,
@@ -616,32 +518,19 @@ fn add_identity(
         )
         .context("preparing add_identity")?;
     insert
-        .execute(params![
-            workspace.get(),
-            identity.kind().as_str(),
-            identity.value(),
-            id.get()
-        ])
+        .execute(params![workspace.get(), identity.kind().as_str(), identity.value(), id.get()])
         .context("adding an identity")?;
     Ok(())
 }
 
 fn identity_conflict(identity: &Identity, field: &dyn Fn(&str) -> String) -> StoreError {
-    let message = format!(
-        "{} {} belongs to another contact",
-        field(identity.kind().as_str()),
-        identity.value()
-    );
+    let message = format!("{} {} belongs to another contact", field(identity.kind().as_str()), identity.value());
     StoreError::conflict("identity_conflict", message)
 }
 
 fn row_exists(conn: &Connection, sql: &str, workspace: WorkspaceId, id: i64) -> StoreResult<bool> {
-    let mut statement = conn
-        .prepare_cached(sql)
-        .context("preparing an existence check")?;
-    Ok(statement
-        .query_row(params![workspace.get(), id], |row| row.get(0))
-        .context("checking existence")?)
+    let mut statement = conn.prepare_cached(sql).context("preparing an existence check")?;
+    Ok(statement.query_row(params![workspace.get(), id], |row| row.get(0)).context("checking existence")?)
 }
 
 fn set_text<T>(patch: &Patch<T>, text: impl Fn(&T) -> &str) -> Option<&str> {
@@ -697,25 +586,13 @@ fn contact_from_row(row: &Row<'_>) -> rusqlite::Result<Contact> {
 }
 
 /// Fills in the identities and tags of a page of contacts with one query each.
-fn with_identities_and_tags(
-    conn: &Connection,
-    mut contacts: Vec<Contact>,
-) -> StoreResult<Vec<Contact>> {
+fn with_identities_and_tags(conn: &Connection, mut contacts: Vec<Contact>) -> StoreResult<Vec<Contact>> {
     if contacts.is_empty() {
         return Ok(contacts);
     }
-    let ids = Value::from(
-        contacts
-            .iter()
-            .map(|contact| contact.id.get())
-            .collect::<Vec<_>>(),
-    )
-    .to_string();
-    let position: HashMap<ContactId, usize> = contacts
-        .iter()
-        .enumerate()
-        .map(|(index, contact)| (contact.id, index))
-        .collect();
+    let ids = Value::from(contacts.iter().map(|contact| contact.id.get()).collect::<Vec<_>>()).to_string();
+    let position: HashMap<ContactId, usize> =
+        contacts.iter().enumerate().map(|(index, contact)| (contact.id, index)).collect();
 
     let mut identities = conn
         .prepare_cached(
@@ -726,10 +603,7 @@ fn with_identities_and_tags(
     let rows = identities
         .query_map([&ids], |row| {
             let kind = parsed_at(row, 1, IdentityKind::parse)?;
-            Ok((
-                ContactId::new(row.get(0)?),
-                Identity::from_stored(kind, row.get(2)?),
-            ))
+            Ok((ContactId::new(row.get(0)?), Identity::from_stored(kind, row.get(2)?)))
         })
         .context("reading identities")?;
     for row in rows {
@@ -746,9 +620,7 @@ fn with_identities_and_tags(
         )
         .context("preparing the tags of contacts")?;
     let rows = tags
-        .query_map([&ids], |row| {
-            Ok((ContactId::new(row.get(0)?), row.get::<_, String>(1)?))
-        })
+        .query_map([&ids], |row| Ok((ContactId::new(row.get(0)?), row.get::<_, String>(1)?)))
         .context("reading tags")?;
     for row in rows {
         let (id, path) = row.context("reading a tag link")?;

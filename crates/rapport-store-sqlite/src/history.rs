@@ -1,21 +1,14 @@
-//! What happened to a contact: events, activities (stage, status and tag changes, notes) and the timeline that
-//! merges them.
-
-use std::collections::{HashMap, HashSet};
+//! What happened to a contact: activities (stage, status and tag changes, notes, merges) and the timeline that
+//! merges them with the contact's events (stored by `events.rs`).
 
 use anyhow::Context;
-use chrono::SecondsFormat;
-use rapport_domain::{ContactId, Identity, NoteTemplateId, WorkspaceId};
-use rapport_store::{
-    Actor, ContactRef, EventOutcome, NewEvent, Note, Page, PageRequest, StoreError, StoreResult,
-    TimelineCursor, TimelineEntry,
-};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rapport_domain::{ContactId, NoteTemplateId, WorkspaceId};
+use rapport_store::{Actor, Note, Page, PageRequest, StoreError, StoreResult, TimelineCursor, TimelineEntry};
+use rusqlite::{Connection, Row, Transaction, params};
 use serde_json::{Value, json};
 
-use crate::contacts::{
-    References, check_contact_exists, contact_exists, identity_owner, insert_identified_contact,
-};
+use crate::contacts::check_contact_exists;
+use crate::events::{EVENT_TIMELINE_COLUMNS, EVENT_TIMELINE_JOINS, event_data, newest_event_ids};
 use crate::schema::get_note_template;
 use crate::sql::{fetch_limit, into_page, json_at, micros, now_micros, time_at, time_from_micros};
 
@@ -37,14 +30,7 @@ pub(crate) fn record_activity(
         )
         .context("preparing record_activity")?;
     insert
-        .execute(params![
-            workspace.get(),
-            contact.get(),
-            kind,
-            at,
-            actor,
-            data.to_string()
-        ])
+        .execute(params![workspace.get(), contact.get(), kind, at, actor, data.to_string()])
         .context("recording an activity")?;
     Ok(tx.last_insert_rowid())
 }
@@ -52,7 +38,8 @@ pub(crate) fn record_activity(
 // ----- Timeline -----
 
 /// Events and activities, newest first, merged by `(at, source, id)`. Each side is cut to the page size before the
-/// merge, so a page reads at most twice its size whatever the length of the history.
+/// merge (the events' side by `newest_event_ids`, block by block), so a page reads at most twice its size whatever
+/// the length of the history, plus one index look-up per block of events.
 pub(crate) fn contact_timeline(
     conn: &Connection,
     workspace: WorkspaceId,
@@ -60,32 +47,29 @@ pub(crate) fn contact_timeline(
     page: PageRequest<TimelineCursor>,
 ) -> StoreResult<Page<TimelineEntry, TimelineCursor>> {
     check_contact_exists(conn, workspace, id)?;
+    let (at, source, entry) =
+        page.after.map_or((i64::MAX, i64::MAX, i64::MAX), |after| (micros(after.at), after.source, after.id));
+    let limit = usize::try_from(fetch_limit(page.limit)).unwrap_or(usize::MAX);
+    let events = Value::from(newest_event_ids(conn, id, (at, source, entry), limit)?).to_string();
     let mut statement = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT * FROM (
-                 SELECT occurred_at, 1, id, 'event', NULL, type, properties, context, source, message_id, received_at
-                 FROM events WHERE contact_id = ?1 AND (occurred_at, 1, id) < (?2, ?3, ?4)
-                 ORDER BY occurred_at DESC, id DESC LIMIT ?5)
-             UNION ALL
-             SELECT * FROM (
-                 SELECT at, 0, id, kind, data, NULL, NULL, NULL, NULL, NULL, NULL
-                 FROM activities WHERE contact_id = ?1 AND (at, 0, id) < (?2, ?3, ?4)
-                 ORDER BY at DESC, id DESC LIMIT ?5)
-             ORDER BY 1 DESC, 2 DESC, 3 DESC LIMIT ?5",
-        )
+                     SELECT events.occurred_at, 1, events.id, 'event', NULL, {EVENT_TIMELINE_COLUMNS}
+                     FROM events {EVENT_TIMELINE_JOINS}
+                     WHERE events.id IN (SELECT value FROM json_each(?6))
+                     ORDER BY events.occurred_at DESC, events.id DESC LIMIT ?5)
+                 UNION ALL
+                 SELECT * FROM (
+                     SELECT at, 0, id, kind, data, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+                     FROM activities WHERE contact_id = ?1 AND (at, 0, id) < (?2, ?3, ?4)
+                     ORDER BY at DESC, id DESC LIMIT ?5)
+                 ORDER BY 1 DESC, 2 DESC, 3 DESC LIMIT ?5"
+        ))
         .context("preparing contact_timeline")?;
-    let (at, source, entry) = page.after.map_or((i64::MAX, i64::MAX, i64::MAX), |after| {
-        (micros(after.at), after.source, after.id)
-    });
     let rows = statement
-        .query_map(
-            params![id.get(), at, source, entry, fetch_limit(page.limit)],
-            timeline_entry_from_row,
-        )
+        .query_map(params![id.get(), at, source, entry, fetch_limit(page.limit), events], timeline_entry_from_row)
         .context("reading the timeline")?;
-    let entries = rows
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .context("reading timeline entries")?;
+    let entries = rows.collect::<rusqlite::Result<Vec<_>>>().context("reading timeline entries")?;
     Ok(into_page(entries, page.limit, |entry| entry.cursor))
 }
 
@@ -94,26 +78,8 @@ fn timeline_entry_from_row(row: &Row<'_>) -> rusqlite::Result<TimelineEntry> {
     let source: i64 = row.get(1)?;
     let id: i64 = row.get(2)?;
     let kind: String = row.get(3)?;
-    let data = if source == EVENT_SOURCE {
-        let received_at = time_at(row, 10)?.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-        json!({
-            "id": id,
-            "type": row.get::<_, String>(5)?,
-            "properties": json_at(row, 6)?,
-            "context": json_at(row, 7)?,
-            "source": row.get::<_, Option<String>>(8)?,
-            "message_id": row.get::<_, Option<String>>(9)?,
-            "received_at": received_at,
-        })
-    } else {
-        json_at(row, 4)?
-    };
-    Ok(TimelineEntry {
-        kind,
-        at,
-        data,
-        cursor: TimelineCursor { at, source, id },
-    })
+    let data = if source == EVENT_SOURCE { event_data(row, 5, id, row.get(0)?)? } else { json_at(row, 4)? };
+    Ok(TimelineEntry { kind, at, data, cursor: TimelineCursor { at, source, id } })
 }
 
 // ----- Notes -----
@@ -131,26 +97,18 @@ pub(crate) fn add_note(
         match get_note_template(tx, workspace, template) {
             Err(StoreError::NotFound { .. }) => {
                 let message = format!("there is no note template {template}");
-                return Err(StoreError::invalid(
-                    "unknown_note_template",
-                    "template_id",
-                    message,
-                ));
+                return Err(StoreError::invalid("unknown_note_template", "template_id", message));
             }
             other => other?,
         };
     }
     let now = now_micros();
     let author = actor.to_string();
-    let data =
-        json!({ "body": body, "author": author, "template_id": template.map(NoteTemplateId::get) });
+    let data = json!({ "body": body, "author": author, "template_id": template.map(NoteTemplateId::get) });
     let id = record_activity(tx, workspace, contact, "note", now, &author, &data)?;
     // The note's id is the activity's, known only once it is inserted.
-    tx.execute(
-        "UPDATE activities SET data = json_set(data, '$.id', id) WHERE id = ?1",
-        [id],
-    )
-    .context("numbering a note")?;
+    tx.execute("UPDATE activities SET data = json_set(data, '$.id', id) WHERE id = ?1", [id])
+        .context("numbering a note")?;
     Ok(Note {
         id,
         contact_id: contact,
@@ -177,122 +135,4 @@ pub(crate) fn delete_note(
         return Err(StoreError::not_found("note"));
     }
     Ok(())
-}
-
-// ----- Events -----
-
-/// Events are the highest-volume write. Per event this costs a contact probe (cached for the call) and one insert,
-/// which also detects a stored message id through the unique index; the message id is probed separately only
-/// before creating a contact, so that a duplicate event creates nobody.
-pub(crate) fn insert_events(
-    tx: &Transaction<'_>,
-    workspace: WorkspaceId,
-    events: Vec<NewEvent>,
-) -> StoreResult<Vec<EventOutcome>> {
-    let mut first_stage: Option<String> = None;
-    let mut contacts_by_id: HashMap<ContactId, bool> = HashMap::new();
-    let mut contacts_by_identity: HashMap<Identity, ContactId> = HashMap::new();
-    let mut message_ids: HashSet<String> = HashSet::new();
-    let mut insert = tx
-        .prepare_cached(
-            "INSERT INTO events (workspace_id, contact_id, type, properties, context, occurred_at, received_at,
-                 source, message_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT DO NOTHING",
-        )
-        .context("preparing insert_events")?;
-    let mut outcomes = Vec::with_capacity(events.len());
-    for event in events {
-        if let Some(message_id) = &event.message_id {
-            if !message_ids.insert(message_id.clone()) {
-                outcomes.push(EventOutcome::Duplicate);
-                continue;
-            }
-        }
-        let contact_id = match event.contact {
-            ContactRef::Id(id) => {
-                let exists = match contacts_by_id.get(&id) {
-                    Some(exists) => *exists,
-                    None => {
-                        let exists = contact_exists(tx, workspace, id)?;
-                        contacts_by_id.insert(id, exists);
-                        exists
-                    }
-                };
-                if !exists {
-                    outcomes.push(EventOutcome::UnknownContact);
-                    continue;
-                }
-                id
-            }
-            ContactRef::Identity(identity) => match contacts_by_identity.get(&identity) {
-                Some(id) => *id,
-                None => {
-                    let id = match identity_owner(tx, workspace, &identity)? {
-                        Some(id) => id,
-                        None => {
-                            if let Some(message_id) = &event.message_id {
-                                if message_id_stored(tx, workspace, message_id)? {
-                                    outcomes.push(EventOutcome::Duplicate);
-                                    continue;
-                                }
-                            }
-                            if first_stage.is_none() {
-                                first_stage = Some(
-                                    References::load(tx, workspace)?.first_stage()?.to_owned(),
-                                );
-                            }
-                            let stage = first_stage.as_deref().unwrap_or_default();
-                            insert_identified_contact(
-                                tx,
-                                workspace,
-                                &identity,
-                                stage,
-                                now_micros(),
-                            )?
-                        }
-                    };
-                    contacts_by_identity.insert(identity, id);
-                    id
-                }
-            },
-        };
-        let inserted = insert
-            .execute(params![
-                workspace.get(),
-                contact_id.get(),
-                event.event_type,
-                Value::Object(event.properties).to_string(),
-                Value::Object(event.context).to_string(),
-                micros(event.occurred_at),
-                micros(event.received_at),
-                event.source,
-                event.message_id,
-            ])
-            .context("inserting an event")?;
-        outcomes.push(if inserted == 1 {
-            EventOutcome::Stored {
-                contact_id,
-                event_id: tx.last_insert_rowid(),
-            }
-        } else {
-            EventOutcome::Duplicate
-        });
-    }
-    Ok(outcomes)
-}
-
-fn message_id_stored(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    message_id: &str,
-) -> StoreResult<bool> {
-    let mut statement = conn
-        .prepare_cached("SELECT 1 FROM events WHERE workspace_id = ?1 AND message_id = ?2")
-        .context("preparing a message id probe")?;
-    let found: Option<i64> = statement
-        .query_row(params![workspace.get(), message_id], |row| row.get(0))
-        .optional()
-        .context("probing a message id")?;
-    Ok(found.is_some())
 }

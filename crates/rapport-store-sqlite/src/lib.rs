@@ -6,8 +6,10 @@
 //!
 //! Where things are: `connection.rs` opens, configures and migrates; `store.rs` maps the trait onto the area
 //! modules (`access.rs` for workspaces, users and API keys, `schema.rs` for fields, stages, statuses and note
-//! templates, `tags.rs`, `companies.rs`, `contacts.rs`, `history.rs` for events, notes and the timeline);
-//! `sql.rs` holds the conversions between rows and records.
+//! templates, `tags.rs`, `companies.rs`, `contacts.rs`, `history.rs` for activities, notes and the timeline,
+//! `sources.rs` for tracking sources, `tracking.rs` for tracking ingestion, `merge.rs` for merging contacts);
+//! `events.rs` is how events are stored (with `message_ids.rs` for message-id deduplication); `memo.rs` is what the
+//! writer remembers between transactions; `sql.rs` holds the conversions between rows and records.
 
 #![forbid(unsafe_code)]
 
@@ -15,10 +17,16 @@ mod access;
 mod companies;
 mod connection;
 mod contacts;
+mod events;
 mod history;
+mod memo;
+mod merge;
+mod message_ids;
 mod schema;
+mod sources;
 mod sql;
 mod store;
 mod tags;
+mod tracking;
 
 pub use connection::SqliteStore;

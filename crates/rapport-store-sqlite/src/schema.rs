@@ -1,12 +1,10 @@
 //! The workspace's own schema: custom field definitions, the stage and lead status lists, note templates.
 
 use anyhow::Context;
-use rapport_domain::{
-    FieldDefinition, FieldEntity, FieldId, FieldType, NoteTemplateId, Slug, WorkspaceId,
-};
+use rapport_domain::{FieldDefinition, FieldEntity, FieldId, FieldType, NoteTemplateId, Slug, WorkspaceId};
 use rapport_store::{
-    FieldUpdate, ListEntry, ListEntryUpdate, ListKind, NewField, NewListEntry, NoteTemplate,
-    NoteTemplateInput, StoreError, StoreResult,
+    FieldUpdate, ListEntry, ListEntryUpdate, ListKind, NewField, NewListEntry, NoteTemplate, NoteTemplateInput,
+    StoreError, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
@@ -30,11 +28,7 @@ pub(crate) fn create_field(
         .optional()
         .context("checking the field key")?;
     if taken.is_some() {
-        let message = format!(
-            "the {} field {} exists already",
-            field.entity.as_str(),
-            field.key
-        );
+        let message = format!("the {} field {} exists already", field.entity.as_str(), field.key);
         return Err(StoreError::conflict("field_exists", message));
     }
     tx.execute(
@@ -64,24 +58,13 @@ pub(crate) fn list_fields(
     );
     let mut statement = conn.prepare_cached(&sql).context("preparing list_fields")?;
     let rows = statement
-        .query_map(
-            params![workspace.get(), entity.map(FieldEntity::as_str)],
-            field_from_row,
-        )
+        .query_map(params![workspace.get(), entity.map(FieldEntity::as_str)], field_from_row)
         .context("listing fields")?;
-    Ok(rows
-        .collect::<rusqlite::Result<_>>()
-        .context("reading fields")?)
+    Ok(rows.collect::<rusqlite::Result<_>>().context("reading fields")?)
 }
 
-pub(crate) fn get_field(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    id: FieldId,
-) -> StoreResult<FieldDefinition> {
-    let sql = format!(
-        "SELECT {FIELD_COLUMNS} FROM field_definitions WHERE workspace_id = ?1 AND id = ?2"
-    );
+pub(crate) fn get_field(conn: &Connection, workspace: WorkspaceId, id: FieldId) -> StoreResult<FieldDefinition> {
+    let sql = format!("SELECT {FIELD_COLUMNS} FROM field_definitions WHERE workspace_id = ?1 AND id = ?2");
     let mut statement = conn.prepare_cached(&sql).context("preparing get_field")?;
     let field = statement
         .query_row(params![workspace.get(), id.get()], field_from_row)
@@ -102,9 +85,7 @@ pub(crate) fn update_field(
         params![
             workspace.get(),
             id.get(),
-            update
-                .label
-                .map_or(current.label, |label| label.into_string()),
+            update.label.map_or(current.label, |label| label.into_string()),
             options_json(&update.options.unwrap_or(current.options)),
         ],
     )
@@ -113,11 +94,7 @@ pub(crate) fn update_field(
 }
 
 /// Removes the definition and its values; the values of other fields and the records' `updated_at` are untouched.
-pub(crate) fn delete_field(
-    tx: &Transaction<'_>,
-    workspace: WorkspaceId,
-    id: FieldId,
-) -> StoreResult<()> {
+pub(crate) fn delete_field(tx: &Transaction<'_>, workspace: WorkspaceId, id: FieldId) -> StoreResult<()> {
     let field = get_field(tx, workspace, id)?;
     let table = match field.entity {
         FieldEntity::Contact => "contacts",
@@ -128,10 +105,8 @@ pub(crate) fn delete_field(
     let sql = format!(
         "UPDATE {table} SET fields = json_remove(fields, ?2) WHERE workspace_id = ?1 AND json_type(fields, ?2) IS NOT NULL"
     );
-    tx.execute(&sql, params![workspace.get(), json_path])
-        .context("removing the field's values")?;
-    tx.execute("DELETE FROM field_definitions WHERE id = ?1", [id.get()])
-        .context("deleting a field definition")?;
+    tx.execute(&sql, params![workspace.get(), json_path]).context("removing the field's values")?;
+    tx.execute("DELETE FROM field_definitions WHERE id = ?1", [id.get()]).context("deleting a field definition")?;
     Ok(())
 }
 
@@ -147,9 +122,8 @@ fn field_from_row(row: &Row<'_>) -> rusqlite::Result<FieldDefinition> {
         key: parsed_at(row, 2, |text| Slug::parse(text).ok())?,
         label: row.get(3)?,
         field_type: parsed_at(row, 4, FieldType::parse)?,
-        options: serde_json::from_str(&options).map_err(|error| {
-            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, error.into())
-        })?,
+        options: serde_json::from_str(&options)
+            .map_err(|error| rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, error.into()))?,
         created_at: time_at(row, 6)?,
     })
 }
@@ -171,30 +145,16 @@ fn list_code(list: ListKind, stage_code: &'static str, status_code: &'static str
     }
 }
 
-pub(crate) fn list_entries(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    list: ListKind,
-) -> StoreResult<Vec<ListEntry>> {
-    let sql = format!(
-        "SELECT key, label, position FROM {} WHERE workspace_id = ?1 ORDER BY position, key",
-        list_table(list)
-    );
-    let mut statement = conn
-        .prepare_cached(&sql)
-        .context("preparing list_entries")?;
+pub(crate) fn list_entries(conn: &Connection, workspace: WorkspaceId, list: ListKind) -> StoreResult<Vec<ListEntry>> {
+    let sql =
+        format!("SELECT key, label, position FROM {} WHERE workspace_id = ?1 ORDER BY position, key", list_table(list));
+    let mut statement = conn.prepare_cached(&sql).context("preparing list_entries")?;
     let rows = statement
         .query_map([workspace.get()], |row| {
-            Ok(ListEntry {
-                key: row.get(0)?,
-                label: row.get(1)?,
-                position: row.get(2)?,
-            })
+            Ok(ListEntry { key: row.get(0)?, label: row.get(1)?, position: row.get(2)? })
         })
         .context("listing entries")?;
-    Ok(rows
-        .collect::<rusqlite::Result<_>>()
-        .context("reading entries")?)
+    Ok(rows.collect::<rusqlite::Result<_>>().context("reading entries")?)
 }
 
 pub(crate) fn create_entry(
@@ -206,20 +166,11 @@ pub(crate) fn create_entry(
     let mut keys = entry_keys(tx, workspace, list)?;
     if keys.iter().any(|key| key == entry.key.as_str()) {
         let code = list_code(list, "stage_exists", "status_exists");
-        return Err(StoreError::conflict(
-            code,
-            format!("the {} {} exists already", list.entity(), entry.key),
-        ));
+        return Err(StoreError::conflict(code, format!("the {} {} exists already", list.entity(), entry.key)));
     }
-    let sql = format!(
-        "INSERT INTO {} (workspace_id, key, label, position) VALUES (?1, ?2, ?3, 0)",
-        list_table(list)
-    );
-    tx.execute(
-        &sql,
-        params![workspace.get(), entry.key.as_str(), entry.label.as_str()],
-    )
-    .context("inserting an entry")?;
+    let sql = format!("INSERT INTO {} (workspace_id, key, label, position) VALUES (?1, ?2, ?3, 0)", list_table(list));
+    tx.execute(&sql, params![workspace.get(), entry.key.as_str(), entry.label.as_str()])
+        .context("inserting an entry")?;
     let position = clamp_position(entry.position, keys.len());
     keys.insert(position, entry.key.into_string());
     renumber(tx, workspace, list, &keys)?;
@@ -235,12 +186,8 @@ pub(crate) fn update_entry(
 ) -> StoreResult<ListEntry> {
     get_entry(tx, workspace, list, key)?;
     if let Some(label) = update.label {
-        let sql = format!(
-            "UPDATE {} SET label = ?3 WHERE workspace_id = ?1 AND key = ?2",
-            list_table(list)
-        );
-        tx.execute(&sql, params![workspace.get(), key, label.as_str()])
-            .context("relabelling an entry")?;
+        let sql = format!("UPDATE {} SET label = ?3 WHERE workspace_id = ?1 AND key = ?2", list_table(list));
+        tx.execute(&sql, params![workspace.get(), key, label.as_str()]).context("relabelling an entry")?;
     }
     if let Some(position) = update.position {
         let mut keys = entry_keys(tx, workspace, list)?;
@@ -252,60 +199,30 @@ pub(crate) fn update_entry(
     get_entry(tx, workspace, list, key)
 }
 
-pub(crate) fn delete_entry(
-    tx: &Transaction<'_>,
-    workspace: WorkspaceId,
-    list: ListKind,
-    key: &str,
-) -> StoreResult<()> {
+pub(crate) fn delete_entry(tx: &Transaction<'_>, workspace: WorkspaceId, list: ListKind, key: &str) -> StoreResult<()> {
     get_entry(tx, workspace, list, key)?;
     let column = list_code(list, "stage", "status");
-    let sql =
-        format!("SELECT EXISTS (SELECT 1 FROM contacts WHERE workspace_id = ?1 AND {column} = ?2)");
-    let in_use: bool = tx
-        .query_row(&sql, params![workspace.get(), key], |row| row.get(0))
-        .context("checking use")?;
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM contacts WHERE workspace_id = ?1 AND {column} = ?2)");
+    let in_use: bool = tx.query_row(&sql, params![workspace.get(), key], |row| row.get(0)).context("checking use")?;
     if in_use {
         let code = list_code(list, "stage_in_use", "status_in_use");
-        return Err(StoreError::conflict(
-            code,
-            format!("contacts are still in the {} {key}", list.entity()),
-        ));
+        return Err(StoreError::conflict(code, format!("contacts are still in the {} {key}", list.entity())));
     }
     let mut keys = entry_keys(tx, workspace, list)?;
     if list == ListKind::Stages && keys.len() == 1 {
-        return Err(StoreError::conflict(
-            "last_stage",
-            "a workspace keeps at least one stage",
-        ));
+        return Err(StoreError::conflict("last_stage", "a workspace keeps at least one stage"));
     }
-    let sql = format!(
-        "DELETE FROM {} WHERE workspace_id = ?1 AND key = ?2",
-        list_table(list)
-    );
-    tx.execute(&sql, params![workspace.get(), key])
-        .context("deleting an entry")?;
+    let sql = format!("DELETE FROM {} WHERE workspace_id = ?1 AND key = ?2", list_table(list));
+    tx.execute(&sql, params![workspace.get(), key]).context("deleting an entry")?;
     keys.retain(|existing| existing != key);
     renumber(tx, workspace, list, &keys)
 }
 
-fn get_entry(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    list: ListKind,
-    key: &str,
-) -> StoreResult<ListEntry> {
-    let sql = format!(
-        "SELECT key, label, position FROM {} WHERE workspace_id = ?1 AND key = ?2",
-        list_table(list)
-    );
+fn get_entry(conn: &Connection, workspace: WorkspaceId, list: ListKind, key: &str) -> StoreResult<ListEntry> {
+    let sql = format!("SELECT key, label, position FROM {} WHERE workspace_id = ?1 AND key = ?2", list_table(list));
     let entry = conn
         .query_row(&sql, params![workspace.get(), key], |row| {
-            Ok(ListEntry {
-                key: row.get(0)?,
-                label: row.get(1)?,
-                position: row.get(2)?,
-            })
+            Ok(ListEntry { key: row.get(0)?, label: row.get(1)?, position: row.get(2)? })
         })
         .optional()
         .context("reading an entry")?;
@@ -313,45 +230,22 @@ fn get_entry(
 }
 
 /// The list's keys in their current order.
-pub(crate) fn entry_keys(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    list: ListKind,
-) -> StoreResult<Vec<String>> {
-    let sql = format!(
-        "SELECT key FROM {} WHERE workspace_id = ?1 ORDER BY position, key",
-        list_table(list)
-    );
+pub(crate) fn entry_keys(conn: &Connection, workspace: WorkspaceId, list: ListKind) -> StoreResult<Vec<String>> {
+    let sql = format!("SELECT key FROM {} WHERE workspace_id = ?1 ORDER BY position, key", list_table(list));
     let mut statement = conn.prepare_cached(&sql).context("preparing entry_keys")?;
-    let rows = statement
-        .query_map([workspace.get()], |row| row.get(0))
-        .context("listing entry keys")?;
-    Ok(rows
-        .collect::<rusqlite::Result<_>>()
-        .context("reading entry keys")?)
+    let rows = statement.query_map([workspace.get()], |row| row.get(0)).context("listing entry keys")?;
+    Ok(rows.collect::<rusqlite::Result<_>>().context("reading entry keys")?)
 }
 
 fn clamp_position(position: Option<i64>, len: usize) -> usize {
-    position.map_or(len, |position| {
-        usize::try_from(position.max(0)).unwrap_or(len).min(len)
-    })
+    position.map_or(len, |position| usize::try_from(position.max(0)).unwrap_or(len).min(len))
 }
 
-fn renumber(
-    tx: &Transaction<'_>,
-    workspace: WorkspaceId,
-    list: ListKind,
-    keys: &[String],
-) -> StoreResult<()> {
-    let sql = format!(
-        "UPDATE {} SET position = ?3 WHERE workspace_id = ?1 AND key = ?2",
-        list_table(list)
-    );
+fn renumber(tx: &Transaction<'_>, workspace: WorkspaceId, list: ListKind, keys: &[String]) -> StoreResult<()> {
+    let sql = format!("UPDATE {} SET position = ?3 WHERE workspace_id = ?1 AND key = ?2", list_table(list));
     let mut statement = tx.prepare_cached(&sql).context("preparing renumber")?;
     for (position, key) in keys.iter().enumerate() {
-        statement
-            .execute(params![workspace.get(), key, position])
-            .context("renumbering entries")?;
+        statement.execute(params![workspace.get(), key, position]).context("renumbering entries")?;
     }
     Ok(())
 }
@@ -360,22 +254,11 @@ fn renumber(
 
 const NOTE_TEMPLATE_COLUMNS: &str = "id, name, status, body, created_at";
 
-pub(crate) fn list_note_templates(
-    conn: &Connection,
-    workspace: WorkspaceId,
-) -> StoreResult<Vec<NoteTemplate>> {
-    let sql = format!(
-        "SELECT {NOTE_TEMPLATE_COLUMNS} FROM note_templates WHERE workspace_id = ?1 ORDER BY id"
-    );
-    let mut statement = conn
-        .prepare_cached(&sql)
-        .context("preparing list_note_templates")?;
-    let rows = statement
-        .query_map([workspace.get()], note_template_from_row)
-        .context("listing note templates")?;
-    Ok(rows
-        .collect::<rusqlite::Result<_>>()
-        .context("reading note templates")?)
+pub(crate) fn list_note_templates(conn: &Connection, workspace: WorkspaceId) -> StoreResult<Vec<NoteTemplate>> {
+    let sql = format!("SELECT {NOTE_TEMPLATE_COLUMNS} FROM note_templates WHERE workspace_id = ?1 ORDER BY id");
+    let mut statement = conn.prepare_cached(&sql).context("preparing list_note_templates")?;
+    let rows = statement.query_map([workspace.get()], note_template_from_row).context("listing note templates")?;
+    Ok(rows.collect::<rusqlite::Result<_>>().context("reading note templates")?)
 }
 
 pub(crate) fn get_note_template(
@@ -383,12 +266,8 @@ pub(crate) fn get_note_template(
     workspace: WorkspaceId,
     id: NoteTemplateId,
 ) -> StoreResult<NoteTemplate> {
-    let sql = format!(
-        "SELECT {NOTE_TEMPLATE_COLUMNS} FROM note_templates WHERE workspace_id = ?1 AND id = ?2"
-    );
-    let mut statement = conn
-        .prepare_cached(&sql)
-        .context("preparing get_note_template")?;
+    let sql = format!("SELECT {NOTE_TEMPLATE_COLUMNS} FROM note_templates WHERE workspace_id = ?1 AND id = ?2");
+    let mut statement = conn.prepare_cached(&sql).context("preparing get_note_template")?;
     let template = statement
         .query_row(params![workspace.get(), id.get()], note_template_from_row)
         .optional()
@@ -404,7 +283,13 @@ pub(crate) fn create_note_template(
     check_template_status(tx, workspace, input.status.as_ref())?;
     tx.execute(
         "INSERT INTO note_templates (workspace_id, name, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![workspace.get(), input.name.as_str(), input.status.as_ref().map(Slug::as_str), input.body.as_str(), now_micros()],
+        params![
+            workspace.get(),
+            input.name.as_str(),
+            input.status.as_ref().map(Slug::as_str),
+            input.body.as_str(),
+            now_micros()
+        ],
     )
     .context("inserting a note template")?;
     get_note_template(tx, workspace, NoteTemplateId::new(tx.last_insert_rowid()))
@@ -420,7 +305,13 @@ pub(crate) fn update_note_template(
     check_template_status(tx, workspace, input.status.as_ref())?;
     tx.execute(
         "UPDATE note_templates SET name = ?3, status = ?4, body = ?5 WHERE workspace_id = ?1 AND id = ?2",
-        params![workspace.get(), id.get(), input.name.as_str(), input.status.as_ref().map(Slug::as_str), input.body.as_str()],
+        params![
+            workspace.get(),
+            id.get(),
+            input.name.as_str(),
+            input.status.as_ref().map(Slug::as_str),
+            input.body.as_str()
+        ],
     )
     .context("updating a note template")?;
     get_note_template(tx, workspace, id)
@@ -432,10 +323,7 @@ pub(crate) fn delete_note_template(
     id: NoteTemplateId,
 ) -> StoreResult<()> {
     let deleted = tx
-        .execute(
-            "DELETE FROM note_templates WHERE workspace_id = ?1 AND id = ?2",
-            params![workspace.get(), id.get()],
-        )
+        .execute("DELETE FROM note_templates WHERE workspace_id = ?1 AND id = ?2", params![workspace.get(), id.get()])
         .context("deleting a note template")?;
     if deleted == 0 {
         return Err(StoreError::not_found("note template"));
@@ -443,21 +331,10 @@ pub(crate) fn delete_note_template(
     Ok(())
 }
 
-fn check_template_status(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    status: Option<&Slug>,
-) -> StoreResult<()> {
+fn check_template_status(conn: &Connection, workspace: WorkspaceId, status: Option<&Slug>) -> StoreResult<()> {
     let Some(status) = status else { return Ok(()) };
-    if !entry_keys(conn, workspace, ListKind::LeadStatuses)?
-        .iter()
-        .any(|key| key == status.as_str())
-    {
-        return Err(StoreError::invalid(
-            "unknown_status",
-            "status",
-            format!("there is no lead status {status}"),
-        ));
+    if !entry_keys(conn, workspace, ListKind::LeadStatuses)?.iter().any(|key| key == status.as_str()) {
+        return Err(StoreError::invalid("unknown_status", "status", format!("there is no lead status {status}")));
     }
     Ok(())
 }

@@ -16,29 +16,19 @@ pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
 }
 
 pub(crate) fn time_from_micros(micros: i64) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(micros)
-        .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, micros))
+    DateTime::from_timestamp_micros(micros).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, micros))
 }
 
 pub(crate) fn time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
     time_from_micros(row.get(index)?)
 }
 
-pub(crate) fn optional_time_at(
-    row: &Row<'_>,
-    index: usize,
-) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    row.get::<_, Option<i64>>(index)?
-        .map(time_from_micros)
-        .transpose()
+pub(crate) fn optional_time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    row.get::<_, Option<i64>>(index)?.map(time_from_micros).transpose()
 }
 
 /// Reads a text column back into the domain type it was written from (a role, a slug, a kind, …).
-pub(crate) fn parsed_at<T>(
-    row: &Row<'_>,
-    index: usize,
-    parse: impl FnOnce(&str) -> Option<T>,
-) -> rusqlite::Result<T> {
+pub(crate) fn parsed_at<T>(row: &Row<'_>, index: usize, parse: impl FnOnce(&str) -> Option<T>) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     parse(&text).ok_or_else(|| corrupt(index, format!("unexpected value {text:?}")))
 }
@@ -53,7 +43,7 @@ pub(crate) fn json_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Value> {
     serde_json::from_str(&text).map_err(|error| corrupt(index, error.to_string()))
 }
 
-fn corrupt(index: usize, message: String) -> rusqlite::Error {
+pub(crate) fn corrupt(index: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, Type::Text, message.into())
 }
 
@@ -74,11 +64,7 @@ pub(crate) fn fetch_limit(limit: u32) -> i64 {
 }
 
 /// Cuts a page fetched with [`fetch_limit`] and names the key of its last item when more follow.
-pub(crate) fn into_page<T, C>(
-    mut items: Vec<T>,
-    limit: u32,
-    key: impl Fn(&T) -> C,
-) -> rapport_store::Page<T, C> {
+pub(crate) fn into_page<T, C>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> C) -> rapport_store::Page<T, C> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = items.len() > limit;
     items.truncate(limit);

@@ -4,18 +4,18 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
-    ApiKeyId, CompanyId, Contact, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId,
-    Identity, NoteTemplateId, Slug, TagId, TagPath, UserId, WorkspaceId,
+    ApiKeyId, CompanyId, Contact, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, Identity,
+    NoteTemplateId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
 };
 use rapport_store::{
-    Actor, ApiKey, Company, CompanyChanges, ContactCursor, EventOutcome, FieldUpdate, ListEntry,
-    ListEntryUpdate, ListKind, NewApiKey, NewEvent, NewField, NewListEntry, NewTag, NewUser, Note,
-    NoteTemplate, NoteTemplateInput, Page, PageRequest, Store, StoreResult, Tag, TagUpdate,
-    TimelineCursor, TimelineEntry, UpsertOutcome, User, UserUpdate, Workspace,
+    Actor, ApiKey, Company, CompanyChanges, ContactCursor, EventOutcome, FieldUpdate, ListEntry, ListEntryUpdate,
+    ListKind, MergeReason, NewApiKey, NewEvent, NewField, NewListEntry, NewSource, NewTag, NewUser, Note, NoteTemplate,
+    NoteTemplateInput, Page, PageRequest, Source, SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor,
+    TimelineEntry, TrackingMessage, TrackingOutcome, UpsertOutcome, User, UserUpdate, Workspace,
 };
 
 use crate::connection::SqliteStore;
-use crate::{access, companies, contacts, history, schema, tags};
+use crate::{access, companies, contacts, events, history, merge, schema, sources, tags, tracking};
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -27,14 +27,12 @@ impl Store for SqliteStore {
 
     async fn create_workspace(&self, slug: &Slug, name: &str) -> StoreResult<Workspace> {
         let (slug, name) = (slug.clone(), name.to_owned());
-        self.write(move |tx| access::create_workspace(tx, &slug, &name))
-            .await
+        self.write(move |tx| access::create_workspace(tx, &slug, &name)).await
     }
 
     async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
         let slug = slug.to_owned();
-        self.read(move |conn| access::workspace_by_slug(conn, &slug))
-            .await
+        self.read(move |conn| access::workspace_by_slug(conn, &slug)).await
     }
 
     async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
@@ -44,96 +42,61 @@ impl Store for SqliteStore {
     // ----- Users -----
 
     async fn create_user(&self, workspace: WorkspaceId, user: NewUser) -> StoreResult<User> {
-        self.write(move |tx| access::create_user(tx, workspace, user))
-            .await
+        self.write(move |tx| access::create_user(tx, workspace, user)).await
     }
 
     async fn get_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<User> {
-        self.read(move |conn| access::get_user(conn, workspace, id))
-            .await
+        self.read(move |conn| access::get_user(conn, workspace, id)).await
     }
 
-    async fn user_by_email(
-        &self,
-        workspace: WorkspaceId,
-        email: &str,
-    ) -> StoreResult<Option<User>> {
+    async fn user_by_email(&self, workspace: WorkspaceId, email: &str) -> StoreResult<Option<User>> {
         let email = email.to_owned();
-        self.read(move |conn| access::user_by_email(conn, workspace, &email))
-            .await
+        self.read(move |conn| access::user_by_email(conn, workspace, &email)).await
     }
 
-    async fn list_users(
-        &self,
-        workspace: WorkspaceId,
-        page: PageRequest<UserId>,
-    ) -> StoreResult<Page<User, UserId>> {
-        self.read(move |conn| access::list_users(conn, workspace, page))
-            .await
+    async fn list_users(&self, workspace: WorkspaceId, page: PageRequest<UserId>) -> StoreResult<Page<User, UserId>> {
+        self.read(move |conn| access::list_users(conn, workspace, page)).await
     }
 
-    async fn update_user(
-        &self,
-        workspace: WorkspaceId,
-        id: UserId,
-        update: UserUpdate,
-    ) -> StoreResult<User> {
-        self.write(move |tx| access::update_user(tx, workspace, id, update))
-            .await
+    async fn update_user(&self, workspace: WorkspaceId, id: UserId, update: UserUpdate) -> StoreResult<User> {
+        self.write(move |tx| access::update_user(tx, workspace, id, update)).await
     }
 
     async fn delete_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<()> {
-        self.write(move |tx| access::delete_user(tx, workspace, id))
-            .await
+        self.write(move |tx| access::delete_user(tx, workspace, id)).await
     }
 
     // ----- API keys -----
 
     async fn create_api_key(&self, workspace: WorkspaceId, key: NewApiKey) -> StoreResult<ApiKey> {
-        self.write(move |tx| access::create_api_key(tx, workspace, key))
-            .await
+        self.write(move |tx| access::create_api_key(tx, workspace, key)).await
     }
 
     async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>> {
         let token_hash = token_hash.to_owned();
-        self.read(move |conn| access::api_key_by_hash(conn, &token_hash))
-            .await
+        self.read(move |conn| access::api_key_by_hash(conn, &token_hash)).await
     }
 
     async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()> {
-        self.write(move |tx| access::touch_api_key(tx, id, at))
-            .await
+        self.write(move |tx| access::touch_api_key(tx, id, at)).await
     }
 
     async fn list_api_keys(&self, workspace: WorkspaceId) -> StoreResult<Vec<ApiKey>> {
-        self.read(move |conn| access::list_api_keys(conn, workspace))
-            .await
+        self.read(move |conn| access::list_api_keys(conn, workspace)).await
     }
 
     async fn get_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> StoreResult<ApiKey> {
-        self.read(move |conn| access::get_api_key(conn, workspace, id))
-            .await
+        self.read(move |conn| access::get_api_key(conn, workspace, id)).await
     }
 
-    async fn revoke_api_key(
-        &self,
-        workspace: WorkspaceId,
-        id: ApiKeyId,
-        at: DateTime<Utc>,
-    ) -> StoreResult<ApiKey> {
-        self.write(move |tx| access::revoke_api_key(tx, workspace, id, at))
-            .await
+    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<ApiKey> {
+        self.write(move |tx| access::revoke_api_key(tx, workspace, id, at)).await
     }
 
     // ----- Custom fields -----
 
-    async fn create_field(
-        &self,
-        workspace: WorkspaceId,
-        field: NewField,
-    ) -> StoreResult<FieldDefinition> {
-        self.write(move |tx| schema::create_field(tx, workspace, field))
-            .await
+    async fn create_field(&self, workspace: WorkspaceId, field: NewField) -> StoreResult<FieldDefinition> {
+        self.write(move |tx| schema::create_field(tx, workspace, field)).await
     }
 
     async fn list_fields(
@@ -141,13 +104,11 @@ impl Store for SqliteStore {
         workspace: WorkspaceId,
         entity: Option<FieldEntity>,
     ) -> StoreResult<Vec<FieldDefinition>> {
-        self.read(move |conn| schema::list_fields(conn, workspace, entity))
-            .await
+        self.read(move |conn| schema::list_fields(conn, workspace, entity)).await
     }
 
     async fn get_field(&self, workspace: WorkspaceId, id: FieldId) -> StoreResult<FieldDefinition> {
-        self.read(move |conn| schema::get_field(conn, workspace, id))
-            .await
+        self.read(move |conn| schema::get_field(conn, workspace, id)).await
     }
 
     async fn update_field(
@@ -156,45 +117,33 @@ impl Store for SqliteStore {
         id: FieldId,
         update: FieldUpdate,
     ) -> StoreResult<FieldDefinition> {
-        self.write(move |tx| schema::update_field(tx, workspace, id, update))
-            .await
+        self.write(move |tx| schema::update_field(tx, workspace, id, update)).await
     }
 
     async fn delete_field(&self, workspace: WorkspaceId, id: FieldId) -> StoreResult<()> {
-        self.write(move |tx| schema::delete_field(tx, workspace, id))
-            .await
+        self.write(move |tx| schema::delete_field(tx, workspace, id)).await
     }
 
     // ----- Tags -----
 
     async fn list_tags(&self, workspace: WorkspaceId) -> StoreResult<Vec<Tag>> {
-        self.read(move |conn| tags::list_tags(conn, workspace))
-            .await
+        self.read(move |conn| tags::list_tags(conn, workspace)).await
     }
 
     async fn get_tag(&self, workspace: WorkspaceId, id: TagId) -> StoreResult<Tag> {
-        self.read(move |conn| tags::get_tag(conn, workspace, id))
-            .await
+        self.read(move |conn| tags::get_tag(conn, workspace, id)).await
     }
 
     async fn create_tag(&self, workspace: WorkspaceId, tag: NewTag) -> StoreResult<Tag> {
-        self.write(move |tx| tags::create_tag(tx, workspace, tag))
-            .await
+        self.write(move |tx| tags::create_tag(tx, workspace, tag)).await
     }
 
-    async fn update_tag(
-        &self,
-        workspace: WorkspaceId,
-        id: TagId,
-        update: TagUpdate,
-    ) -> StoreResult<Tag> {
-        self.write(move |tx| tags::update_tag(tx, workspace, id, update))
-            .await
+    async fn update_tag(&self, workspace: WorkspaceId, id: TagId, update: TagUpdate) -> StoreResult<Tag> {
+        self.write(move |tx| tags::update_tag(tx, workspace, id, update)).await
     }
 
     async fn delete_tag(&self, workspace: WorkspaceId, id: TagId) -> StoreResult<()> {
-        self.write(move |tx| tags::delete_tag(tx, workspace, id))
-            .await
+        self.write(move |tx| tags::delete_tag(tx, workspace, id)).await
     }
 
     async fn add_contact_tags(
@@ -205,8 +154,7 @@ impl Store for SqliteStore {
         actor: Actor,
     ) -> StoreResult<()> {
         let paths = paths.to_vec();
-        self.write(move |tx| tags::add_contact_tags(tx, workspace, contact, &paths, actor))
-            .await
+        self.write(move |tx| tags::add_contact_tags(tx, workspace, contact, &paths, actor)).await
     }
 
     async fn remove_contact_tags(
@@ -217,19 +165,13 @@ impl Store for SqliteStore {
         actor: Actor,
     ) -> StoreResult<()> {
         let paths = paths.to_vec();
-        self.write(move |tx| tags::remove_contact_tags(tx, workspace, contact, &paths, actor))
-            .await
+        self.write(move |tx| tags::remove_contact_tags(tx, workspace, contact, &paths, actor)).await
     }
 
     // ----- Stages and lead statuses -----
 
-    async fn list_entries(
-        &self,
-        workspace: WorkspaceId,
-        list: ListKind,
-    ) -> StoreResult<Vec<ListEntry>> {
-        self.read(move |conn| schema::list_entries(conn, workspace, list))
-            .await
+    async fn list_entries(&self, workspace: WorkspaceId, list: ListKind) -> StoreResult<Vec<ListEntry>> {
+        self.read(move |conn| schema::list_entries(conn, workspace, list)).await
     }
 
     async fn create_entry(
@@ -238,8 +180,7 @@ impl Store for SqliteStore {
         list: ListKind,
         entry: NewListEntry,
     ) -> StoreResult<ListEntry> {
-        self.write(move |tx| schema::create_entry(tx, workspace, list, entry))
-            .await
+        self.write(move |tx| schema::create_entry(tx, workspace, list, entry)).await
     }
 
     async fn update_entry(
@@ -250,35 +191,22 @@ impl Store for SqliteStore {
         update: ListEntryUpdate,
     ) -> StoreResult<ListEntry> {
         let key = key.to_owned();
-        self.write(move |tx| schema::update_entry(tx, workspace, list, &key, update))
-            .await
+        self.write(move |tx| schema::update_entry(tx, workspace, list, &key, update)).await
     }
 
-    async fn delete_entry(
-        &self,
-        workspace: WorkspaceId,
-        list: ListKind,
-        key: &str,
-    ) -> StoreResult<()> {
+    async fn delete_entry(&self, workspace: WorkspaceId, list: ListKind, key: &str) -> StoreResult<()> {
         let key = key.to_owned();
-        self.write(move |tx| schema::delete_entry(tx, workspace, list, &key))
-            .await
+        self.write(move |tx| schema::delete_entry(tx, workspace, list, &key)).await
     }
 
     // ----- Note templates -----
 
     async fn list_note_templates(&self, workspace: WorkspaceId) -> StoreResult<Vec<NoteTemplate>> {
-        self.read(move |conn| schema::list_note_templates(conn, workspace))
-            .await
+        self.read(move |conn| schema::list_note_templates(conn, workspace)).await
     }
 
-    async fn get_note_template(
-        &self,
-        workspace: WorkspaceId,
-        id: NoteTemplateId,
-    ) -> StoreResult<NoteTemplate> {
-        self.read(move |conn| schema::get_note_template(conn, workspace, id))
-            .await
+    async fn get_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<NoteTemplate> {
+        self.read(move |conn| schema::get_note_template(conn, workspace, id)).await
     }
 
     async fn create_note_template(
@@ -286,8 +214,7 @@ impl Store for SqliteStore {
         workspace: WorkspaceId,
         input: NoteTemplateInput,
     ) -> StoreResult<NoteTemplate> {
-        self.write(move |tx| schema::create_note_template(tx, workspace, input))
-            .await
+        self.write(move |tx| schema::create_note_template(tx, workspace, input)).await
     }
 
     async fn update_note_template(
@@ -296,43 +223,26 @@ impl Store for SqliteStore {
         id: NoteTemplateId,
         input: NoteTemplateInput,
     ) -> StoreResult<NoteTemplate> {
-        self.write(move |tx| schema::update_note_template(tx, workspace, id, input))
-            .await
+        self.write(move |tx| schema::update_note_template(tx, workspace, id, input)).await
     }
 
-    async fn delete_note_template(
-        &self,
-        workspace: WorkspaceId,
-        id: NoteTemplateId,
-    ) -> StoreResult<()> {
-        self.write(move |tx| schema::delete_note_template(tx, workspace, id))
-            .await
+    async fn delete_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<()> {
+        self.write(move |tx| schema::delete_note_template(tx, workspace, id)).await
     }
 
     // ----- Companies -----
 
-    async fn create_company(
-        &self,
-        workspace: WorkspaceId,
-        changes: CompanyChanges,
-    ) -> StoreResult<Company> {
-        self.write(move |tx| companies::create_company(tx, workspace, changes))
-            .await
+    async fn create_company(&self, workspace: WorkspaceId, changes: CompanyChanges) -> StoreResult<Company> {
+        self.write(move |tx| companies::create_company(tx, workspace, changes)).await
     }
 
     async fn get_company(&self, workspace: WorkspaceId, id: CompanyId) -> StoreResult<Company> {
-        self.read(move |conn| companies::get_company(conn, workspace, id))
-            .await
+        self.read(move |conn| companies::get_company(conn, workspace, id)).await
     }
 
-    async fn company_by_domain(
-        &self,
-        workspace: WorkspaceId,
-        domain: &str,
-    ) -> StoreResult<Option<Company>> {
+    async fn company_by_domain(&self, workspace: WorkspaceId, domain: &str) -> StoreResult<Option<Company>> {
         let domain = domain.to_owned();
-        self.read(move |conn| companies::company_by_domain(conn, workspace, &domain))
-            .await
+        self.read(move |conn| companies::company_by_domain(conn, workspace, &domain)).await
     }
 
     async fn list_companies(
@@ -340,8 +250,7 @@ impl Store for SqliteStore {
         workspace: WorkspaceId,
         page: PageRequest<CompanyId>,
     ) -> StoreResult<Page<Company, CompanyId>> {
-        self.read(move |conn| companies::list_companies(conn, workspace, page))
-            .await
+        self.read(move |conn| companies::list_companies(conn, workspace, page)).await
     }
 
     async fn update_company(
@@ -350,13 +259,11 @@ impl Store for SqliteStore {
         id: CompanyId,
         changes: CompanyChanges,
     ) -> StoreResult<Company> {
-        self.write(move |tx| companies::update_company(tx, workspace, id, changes))
-            .await
+        self.write(move |tx| companies::update_company(tx, workspace, id, changes)).await
     }
 
     async fn delete_company(&self, workspace: WorkspaceId, id: CompanyId) -> StoreResult<()> {
-        self.write(move |tx| companies::delete_company(tx, workspace, id))
-            .await
+        self.write(move |tx| companies::delete_company(tx, workspace, id)).await
     }
 
     // ----- Contacts -----
@@ -367,23 +274,16 @@ impl Store for SqliteStore {
         items: Vec<ContactChanges>,
         actor: Actor,
     ) -> StoreResult<Vec<UpsertOutcome>> {
-        self.write(move |tx| contacts::upsert_contacts(tx, workspace, items, actor))
-            .await
+        self.write(move |tx| contacts::upsert_contacts(tx, workspace, items, actor)).await
     }
 
     async fn get_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Contact> {
-        self.read(move |conn| contacts::get_contact(conn, workspace, id))
-            .await
+        self.read(move |conn| contacts::get_contact(conn, workspace, id)).await
     }
 
-    async fn find_contact(
-        &self,
-        workspace: WorkspaceId,
-        identity: &Identity,
-    ) -> StoreResult<Option<Contact>> {
+    async fn find_contact(&self, workspace: WorkspaceId, identity: &Identity) -> StoreResult<Option<Contact>> {
         let identity = identity.clone();
-        self.read(move |conn| contacts::find_contact(conn, workspace, &identity))
-            .await
+        self.read(move |conn| contacts::find_contact(conn, workspace, &identity)).await
     }
 
     async fn list_contacts(
@@ -391,8 +291,7 @@ impl Store for SqliteStore {
         workspace: WorkspaceId,
         page: PageRequest<ContactCursor>,
     ) -> StoreResult<Page<Contact, ContactCursor>> {
-        self.read(move |conn| contacts::list_contacts(conn, workspace, page))
-            .await
+        self.read(move |conn| contacts::list_contacts(conn, workspace, page)).await
     }
 
     async fn update_contact(
@@ -402,18 +301,15 @@ impl Store for SqliteStore {
         changes: ContactChanges,
         actor: Actor,
     ) -> StoreResult<Contact> {
-        self.write(move |tx| contacts::update_contact(tx, workspace, id, changes, actor))
-            .await
+        self.write(move |tx| contacts::update_contact(tx, workspace, id, changes, actor)).await
     }
 
     async fn delete_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<()> {
-        self.write(move |tx| contacts::delete_contact(tx, workspace, id))
-            .await
+        self.write_remembering(move |tx, memo| contacts::delete_contact(tx, memo, workspace, id)).await
     }
 
     async fn count_contacts(&self, workspace: WorkspaceId) -> StoreResult<u64> {
-        self.read(move |conn| contacts::count_contacts(conn, workspace))
-            .await
+        self.read(move |conn| contacts::count_contacts(conn, workspace)).await
     }
 
     async fn contact_timeline(
@@ -422,8 +318,7 @@ impl Store for SqliteStore {
         id: ContactId,
         page: PageRequest<TimelineCursor>,
     ) -> StoreResult<Page<TimelineEntry, TimelineCursor>> {
-        self.read(move |conn| history::contact_timeline(conn, workspace, id, page))
-            .await
+        self.read(move |conn| history::contact_timeline(conn, workspace, id, page)).await
     }
 
     // ----- Notes -----
@@ -437,28 +332,87 @@ impl Store for SqliteStore {
         actor: Actor,
     ) -> StoreResult<Note> {
         let body = body.to_owned();
-        self.write(move |tx| history::add_note(tx, workspace, contact, &body, template, actor))
-            .await
+        self.write(move |tx| history::add_note(tx, workspace, contact, &body, template, actor)).await
     }
 
-    async fn delete_note(
-        &self,
-        workspace: WorkspaceId,
-        contact: ContactId,
-        note: i64,
-    ) -> StoreResult<()> {
-        self.write(move |tx| history::delete_note(tx, workspace, contact, note))
-            .await
+    async fn delete_note(&self, workspace: WorkspaceId, contact: ContactId, note: i64) -> StoreResult<()> {
+        self.write(move |tx| history::delete_note(tx, workspace, contact, note)).await
     }
 
     // ----- Events -----
 
-    async fn insert_events(
+    async fn insert_events(&self, workspace: WorkspaceId, events: Vec<NewEvent>) -> StoreResult<Vec<EventOutcome>> {
+        // The events are handed back and dropped here, on the caller's task: freeing thousands of JSON trees on the
+        // writer's thread would hold up the next write.
+        let (outcomes, _events) = self
+            .write_remembering(move |tx, memo| Ok((events::insert_events(tx, memo, workspace, &events)?, events)))
+            .await?;
+        Ok(outcomes)
+    }
+
+    // ----- Sources -----
+
+    async fn create_source(&self, workspace: WorkspaceId, source: NewSource) -> StoreResult<Source> {
+        self.write(move |tx| sources::create_source(tx, workspace, source)).await
+    }
+
+    async fn list_sources(&self, workspace: WorkspaceId) -> StoreResult<Vec<Source>> {
+        self.read(move |conn| sources::list_sources(conn, workspace)).await
+    }
+
+    async fn get_source(&self, workspace: WorkspaceId, id: SourceId) -> StoreResult<Source> {
+        self.read(move |conn| sources::get_source(conn, workspace, id)).await
+    }
+
+    async fn update_source(&self, workspace: WorkspaceId, id: SourceId, update: SourceUpdate) -> StoreResult<Source> {
+        self.write(move |tx| sources::update_source(tx, workspace, id, update)).await
+    }
+
+    async fn rotate_source_key(&self, workspace: WorkspaceId, id: SourceId, write_key: &str) -> StoreResult<Source> {
+        let write_key = write_key.to_owned();
+        self.write(move |tx| sources::rotate_source_key(tx, workspace, id, &write_key)).await
+    }
+
+    async fn revoke_source(&self, workspace: WorkspaceId, id: SourceId, at: DateTime<Utc>) -> StoreResult<Source> {
+        self.write(move |tx| sources::revoke_source(tx, workspace, id, at)).await
+    }
+
+    async fn source_by_write_key(&self, write_key: &str) -> StoreResult<Option<Source>> {
+        let write_key = write_key.to_owned();
+        self.read(move |conn| sources::source_by_write_key(conn, &write_key)).await
+    }
+
+    // ----- Tracking and identity resolution -----
+
+    async fn ingest_tracking(
         &self,
         workspace: WorkspaceId,
-        events: Vec<NewEvent>,
-    ) -> StoreResult<Vec<EventOutcome>> {
-        self.write(move |tx| history::insert_events(tx, workspace, events))
-            .await
+        messages: Vec<TrackingMessage>,
+    ) -> StoreResult<Vec<TrackingOutcome>> {
+        // As for events: the messages are dropped here, not on the writer's thread.
+        let (outcomes, _messages) = self
+            .write_remembering(move |tx, memo| {
+                Ok((tracking::ingest_tracking(tx, memo, workspace, &messages)?, messages))
+            })
+            .await?;
+        Ok(outcomes)
+    }
+
+    async fn merge_contacts(
+        &self,
+        workspace: WorkspaceId,
+        survivor: ContactId,
+        absorbed: ContactId,
+        reason: MergeReason,
+        actor: Actor,
+    ) -> StoreResult<Contact> {
+        self.write_remembering(move |tx, memo| {
+            merge::merge_contacts(tx, memo, workspace, survivor, absorbed, reason, actor)
+        })
+        .await
+    }
+
+    async fn merged_into(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Option<ContactId>> {
+        self.read(move |conn| merge::merged_into(conn, workspace, id)).await
     }
 }

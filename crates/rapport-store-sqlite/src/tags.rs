@@ -19,35 +19,22 @@ const TAG_COLUMNS: &str = "id, parent_id, name, path, kind, created_at,
 pub(crate) fn list_tags(conn: &Connection, workspace: WorkspaceId) -> StoreResult<Vec<Tag>> {
     let sql = format!("SELECT {TAG_COLUMNS} FROM tags WHERE workspace_id = ?1 ORDER BY path");
     let mut statement = conn.prepare_cached(&sql).context("preparing list_tags")?;
-    let rows = statement
-        .query_map([workspace.get()], tag_from_row)
-        .context("listing tags")?;
-    Ok(rows
-        .collect::<rusqlite::Result<_>>()
-        .context("reading tags")?)
+    let rows = statement.query_map([workspace.get()], tag_from_row).context("listing tags")?;
+    Ok(rows.collect::<rusqlite::Result<_>>().context("reading tags")?)
 }
 
 pub(crate) fn get_tag(conn: &Connection, workspace: WorkspaceId, id: TagId) -> StoreResult<Tag> {
     let sql = format!("SELECT {TAG_COLUMNS} FROM tags WHERE workspace_id = ?1 AND id = ?2");
     let mut statement = conn.prepare_cached(&sql).context("preparing get_tag")?;
-    let tag = statement
-        .query_row(params![workspace.get(), id.get()], tag_from_row)
-        .optional()
-        .context("reading a tag")?;
+    let tag =
+        statement.query_row(params![workspace.get(), id.get()], tag_from_row).optional().context("reading a tag")?;
     tag.ok_or(StoreError::not_found("tag"))
 }
 
-pub(crate) fn create_tag(
-    tx: &Transaction<'_>,
-    workspace: WorkspaceId,
-    tag: NewTag,
-) -> StoreResult<Tag> {
+pub(crate) fn create_tag(tx: &Transaction<'_>, workspace: WorkspaceId, tag: NewTag) -> StoreResult<Tag> {
     let path = tag.path.to_string();
     if find_by_path(tx, workspace, &path)?.is_some() {
-        return Err(StoreError::conflict(
-            "tag_exists",
-            format!("the tag {path} exists already"),
-        ));
+        return Err(StoreError::conflict("tag_exists", format!("the tag {path} exists already")));
     }
     let (id, _) = insert_with_groups(tx, workspace, &tag.path, tag.kind, now_micros())?;
     get_tag(tx, workspace, id)
@@ -65,27 +52,16 @@ pub(crate) fn update_tag(
         Some(raw) => match TagPath::parse_segment(&raw) {
             Ok(name) if !name.contains('/') => name,
             Ok(_) => {
-                return Err(StoreError::invalid(
-                    "invalid_tag_name",
-                    "name",
-                    "a tag name must not contain /",
-                ));
+                return Err(StoreError::invalid("invalid_tag_name", "name", "a tag name must not contain /"));
             }
             Err(error) => {
-                return Err(StoreError::invalid(
-                    "invalid_tag_name",
-                    "name",
-                    error.to_string(),
-                ));
+                return Err(StoreError::invalid("invalid_tag_name", "name", error.to_string()));
             }
         },
     };
     let subtree_prefix = format!("{}/", tag.path);
     let parent = match update.parent_id {
-        Patch::Absent => tag
-            .parent_id
-            .map(|parent| get_tag(tx, workspace, parent))
-            .transpose()?,
+        Patch::Absent => tag.parent_id.map(|parent| get_tag(tx, workspace, parent)).transpose()?,
         Patch::Clear => None,
         Patch::Set(parent_id) => {
             let parent = match get_tag(tx, workspace, parent_id) {
@@ -99,11 +75,7 @@ pub(crate) fn update_tag(
                 other => other?,
             };
             if parent.id == tag.id || parent.path.starts_with(&subtree_prefix) {
-                return Err(StoreError::invalid(
-                    "tag_cycle",
-                    "parent_id",
-                    "a tag cannot move under itself",
-                ));
+                return Err(StoreError::invalid("tag_cycle", "parent_id", "a tag cannot move under itself"));
             }
             Some(parent)
         }
@@ -121,10 +93,7 @@ pub(crate) fn update_tag(
         return Err(StoreError::invalid("tag_too_deep", "parent_id", message));
     }
     if find_by_path(tx, workspace, &new_path)?.is_some() {
-        return Err(StoreError::conflict(
-            "tag_exists",
-            format!("the tag {new_path} exists already"),
-        ));
+        return Err(StoreError::conflict("tag_exists", format!("the tag {new_path} exists already")));
     }
     tx.execute(
         "UPDATE tags SET
@@ -132,37 +101,19 @@ pub(crate) fn update_tag(
              parent_id = CASE WHEN id = ?2 THEN ?4 ELSE parent_id END,
              path = ?5 || substr(path, length(?6) + 1)
          WHERE workspace_id = ?1 AND (path = ?6 OR substr(path, 1, length(?6) + 1) = ?6 || '/')",
-        params![
-            workspace.get(),
-            id.get(),
-            name,
-            parent.map(|parent| parent.id.get()),
-            new_path,
-            tag.path
-        ],
+        params![workspace.get(), id.get(), name, parent.map(|parent| parent.id.get()), new_path, tag.path],
     )
     .context("moving a tag subtree")?;
     get_tag(tx, workspace, id)
 }
 
-pub(crate) fn delete_tag(
-    tx: &Transaction<'_>,
-    workspace: WorkspaceId,
-    id: TagId,
-) -> StoreResult<()> {
+pub(crate) fn delete_tag(tx: &Transaction<'_>, workspace: WorkspaceId, id: TagId) -> StoreResult<()> {
     let tag = get_tag(tx, workspace, id)?;
     let has_children: bool = tx
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM tags WHERE parent_id = ?1)",
-            [id.get()],
-            |row| row.get(0),
-        )
+        .query_row("SELECT EXISTS (SELECT 1 FROM tags WHERE parent_id = ?1)", [id.get()], |row| row.get(0))
         .context("checking for child tags")?;
     if has_children {
-        return Err(StoreError::conflict(
-            "tag_has_children",
-            format!("the tag {} has tags below it", tag.path),
-        ));
+        return Err(StoreError::conflict("tag_has_children", format!("the tag {} has tags below it", tag.path)));
     }
     if tag.contact_count > 0 {
         return Err(StoreError::conflict(
@@ -170,8 +121,7 @@ pub(crate) fn delete_tag(
             format!("{} contacts carry the tag {}", tag.contact_count, tag.path),
         ));
     }
-    tx.execute("DELETE FROM tags WHERE id = ?1", [id.get()])
-        .context("deleting a tag")?;
+    tx.execute("DELETE FROM tags WHERE id = ?1", [id.get()]).context("deleting a tag")?;
     Ok(())
 }
 
@@ -242,11 +192,7 @@ pub(crate) fn link_tags(
         let mut link = tx
             .prepare_cached("INSERT OR IGNORE INTO contact_tags (contact_id, tag_id, added_at) VALUES (?1, ?2, ?3)")
             .context("preparing a tag link")?;
-        if link
-            .execute(params![contact.get(), tag.get(), now])
-            .context("linking a tag")?
-            == 1
-        {
+        if link.execute(params![contact.get(), tag.get(), now]).context("linking a tag")? == 1 {
             let data = json!({ "tag": path.to_string(), "actor": actor });
             record_activity(tx, workspace, contact, "tag_added", now, actor, &data)?;
             changed = true;
@@ -264,14 +210,7 @@ pub(crate) fn add_contact_tags(
 ) -> StoreResult<()> {
     check_contact_exists(tx, workspace, contact)?;
     let context = ChangeContext::new(workspace, actor);
-    if link_tags(
-        tx,
-        &context,
-        contact,
-        paths,
-        "tags",
-        &mut TagResolver::default(),
-    )? {
+    if link_tags(tx, &context, contact, paths, "tags", &mut TagResolver::default())? {
         touch_contact(tx, contact, context.now)?;
     }
     Ok(())
@@ -299,11 +238,7 @@ pub(crate) fn remove_contact_tags(
         let mut unlink = tx
             .prepare_cached("DELETE FROM contact_tags WHERE contact_id = ?1 AND tag_id = ?2")
             .context("preparing a tag unlink")?;
-        if unlink
-            .execute(params![contact.get(), tag.get()])
-            .context("unlinking a tag")?
-            == 1
-        {
+        if unlink.execute(params![contact.get(), tag.get()]).context("unlinking a tag")? == 1 {
             let data = json!({ "tag": text, "actor": actor });
             record_activity(tx, workspace, contact, "tag_removed", now, &actor, &data)?;
             changed = true;
@@ -316,18 +251,10 @@ pub(crate) fn remove_contact_tags(
 }
 
 fn dynamic_tag_error(field: &str, path: &str) -> StoreError {
-    StoreError::invalid(
-        "dynamic_tag",
-        field,
-        format!("{path} is a dynamic tag, applied by its rule only"),
-    )
+    StoreError::invalid("dynamic_tag", field, format!("{path} is a dynamic tag, applied by its rule only"))
 }
 
-fn find_by_path(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    path: &str,
-) -> StoreResult<Option<(TagId, TagKind)>> {
+fn find_by_path(conn: &Connection, workspace: WorkspaceId, path: &str) -> StoreResult<Option<(TagId, TagKind)>> {
     let mut statement = conn
         .prepare_cached("SELECT id, kind FROM tags WHERE workspace_id = ?1 AND path = ?2")
         .context("preparing a tag lookup")?;
@@ -353,11 +280,7 @@ fn insert_with_groups(
     let prefixes = path.prefixes();
     for (level, prefix) in prefixes.iter().enumerate() {
         let text = prefix.to_string();
-        let level_kind = if level + 1 == prefixes.len() {
-            kind
-        } else {
-            TagKind::Manual
-        };
+        let level_kind = if level + 1 == prefixes.len() { kind } else { TagKind::Manual };
         let found = match find_by_path(tx, workspace, &text)? {
             Some(found) => found,
             None => {
@@ -383,8 +306,7 @@ fn insert_with_groups(
         parent = Some(found.0);
         last = Some(found);
     }
-    last.context("a tag path has at least one level")
-        .map_err(StoreError::from)
+    last.context("a tag path has at least one level").map_err(StoreError::from)
 }
 
 /// The depth of the deepest tag in the subtree rooted at `path`.

@@ -24,10 +24,7 @@ impl TestStore for SqliteTestStore {
 async fn fresh() -> SqliteTestStore {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let store = SqliteStore::open(&directory.path().join("rapport.db")).expect("a fresh database");
-    SqliteTestStore {
-        store: Arc::new(store),
-        _directory: directory,
-    }
+    SqliteTestStore { store: Arc::new(store), _directory: directory }
 }
 
 rapport_store::store_tests!(fresh);

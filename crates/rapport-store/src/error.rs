@@ -15,11 +15,7 @@ pub enum StoreError {
     Conflict { code: &'static str, message: String },
     /// The input refers to something that does not exist or is not allowed, e.g. an unknown stage key.
     #[error("{field}: {message}")]
-    Invalid {
-        code: &'static str,
-        field: String,
-        message: String,
-    },
+    Invalid { code: &'static str, field: String, message: String },
     /// The database failed; the cause chain goes to the log, never to the client.
     #[error(transparent)]
     Backend(#[from] anyhow::Error),
@@ -31,21 +27,10 @@ impl StoreError {
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> StoreError {
-        StoreError::Conflict {
-            code,
-            message: message.into(),
-        }
+        StoreError::Conflict { code, message: message.into() }
     }
 
-    pub fn invalid(
-        code: &'static str,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> StoreError {
-        StoreError::Invalid {
-            code,
-            field: field.into(),
-            message: message.into(),
-        }
+    pub fn invalid(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> StoreError {
+        StoreError::Invalid { code, field: field.into(), message: message.into() }
     }
 }

@@ -4,8 +4,8 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use rapport_domain::{
-    ApiKeyId, BoundedText, CompanyId, ContactId, EmailAddress, FieldEntity, FieldType, Identity,
-    NoteTemplateId, Patch, Role, Slug, TagId, TagKind, TagPath, UserId, WorkspaceId,
+    ApiKeyId, BoundedText, CompanyId, ContactId, EmailAddress, FieldEntity, FieldType, Identity, NoteTemplateId, Patch,
+    Role, Slug, SourceId, TagId, TagKind, TagPath, UserId, WorkspaceId,
 };
 use serde_json::{Map, Value};
 
@@ -301,4 +301,126 @@ pub enum EventOutcome {
     Duplicate,
     /// The event named a contact id that does not exist in the workspace; nothing was written for it.
     UnknownContact,
+}
+
+// ----- Sources and the tracking API -----
+
+/// Where tracked data comes from (a website, an app, a backend). Its write key is what tracking clients send; it
+/// identifies the workspace and is not a secret in the way an API key is (it ships inside web pages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub id: SourceId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub kind: SourceKind,
+    pub write_key: String,
+    /// Unknown `identify` traits become new text custom fields instead of being reported.
+    pub auto_create_fields: bool,
+    /// The website tracker sends nothing for browsers that ask not to be tracked.
+    pub honor_dnt: bool,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Website,
+    App,
+    Backend,
+    Other,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 4] = [SourceKind::Website, SourceKind::App, SourceKind::Backend, SourceKind::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Website => "website",
+            SourceKind::App => "app",
+            SourceKind::Backend => "backend",
+            SourceKind::Other => "other",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSource {
+    pub name: BoundedText,
+    pub kind: SourceKind,
+    pub write_key: String,
+    pub auto_create_fields: bool,
+    pub honor_dnt: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SourceUpdate {
+    pub name: Option<BoundedText>,
+    pub auto_create_fields: Option<bool>,
+    pub honor_dnt: Option<bool>,
+}
+
+/// Who a tracking message is about: a known user id, an anonymous (device or cookie) id, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visitor {
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+}
+
+/// One tracking message (the Segment spec's identify, track, page, screen, group and alias), already validated and
+/// mapped to domain terms by the caller.
+#[derive(Debug, Clone)]
+pub struct TrackingMessage {
+    /// Unique per workspace: a message id seen before makes the message a `Duplicate`, whatever its kind.
+    pub message_id: String,
+    pub source: SourceId,
+    pub visitor: Visitor,
+    pub op: TrackingOp,
+}
+
+#[derive(Debug, Clone)]
+pub enum TrackingOp {
+    /// Traits mapped onto contact changes. An email, phone or user id that belongs to another contact merges that
+    /// contact into this one.
+    Identify { changes: rapport_domain::ContactChanges },
+    /// `track`, `page` (type `page_viewed`) and `screen` (type `screen_viewed`).
+    Event {
+        event_type: String,
+        properties: Map<String, Value>,
+        context: Map<String, Value>,
+        occurred_at: DateTime<Utc>,
+        received_at: DateTime<Utc>,
+    },
+    /// Links the contact to the company with this external group id, creating or updating it.
+    Group { group_id: String, company: CompanyChanges },
+    /// The contact known by `previous_id` (a user id or an anonymous id) and the visitor's user id are one person.
+    Alias { previous_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackingOutcome {
+    Applied { contact_id: ContactId },
+    Duplicate,
+    Rejected { code: &'static str, message: String },
+}
+
+/// Why two contacts were merged, as recorded in the survivor's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeReason {
+    Alias,
+    Identify,
+    Api,
+}
+
+impl MergeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeReason::Alias => "alias",
+            MergeReason::Identify => "identify",
+            MergeReason::Api => "api",
+        }
+    }
 }

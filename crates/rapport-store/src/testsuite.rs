@@ -15,9 +15,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod capture;
 mod contacts;
 mod history;
 mod isolation;
+mod merge;
 mod schema;
 
 use std::fmt::Debug;
@@ -25,26 +27,31 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rapport_domain::{
-    BoundedText, Contact, ContactChanges, ContactId, EmailAddress, Patch, PhoneNumber, Slug,
-    TagPath, UserId, WorkspaceId,
+    BoundedText, Contact, ContactChanges, ContactId, EmailAddress, Patch, PhoneNumber, Slug, TagPath, UserId,
+    WorkspaceId,
 };
 use serde_json::{Map, Value};
 
 pub use access::{api_keys, delete_user_unowns_contacts, users, workspace_defaults};
+pub use capture::{
+    ingest_alias, ingest_anonymous_history_joins_the_identified_contact, ingest_group,
+    ingest_identify_merges_other_owners, ingest_is_idempotent, ingest_rejects_unknown_references, sources,
+};
 pub use contacts::{
     companies, contact_identity_columns, list_contacts_paging, update_contact_records_history,
     upsert_batch_sees_earlier_items, upsert_creates_then_updates, upsert_fields,
-    upsert_identity_conflict_writes_nothing, upsert_identity_precedence,
-    upsert_unknown_references_write_nothing,
+    upsert_identity_conflict_writes_nothing, upsert_identity_precedence, upsert_unknown_references_write_nothing,
 };
 pub use history::{
-    delete_contact_erases, insert_events_duplicates, insert_events_outcomes, notes,
-    timeline_mixes_and_pages,
+    delete_contact_erases, insert_events_duplicates, insert_events_outcomes, notes, timeline_mixes_and_pages,
 };
 pub use isolation::tenant_isolation;
+pub use merge::{
+    merge_errors, merge_keeps_recent_values, merge_moves_history, merged_into_follows_chains_until_erasure,
+};
 pub use schema::{
-    contact_tags, delete_field_removes_values, fields, list_entries, list_entry_guards,
-    note_templates, tag_delete_rules, tag_rename_and_move, tags_with_parents,
+    contact_tags, delete_field_removes_values, fields, list_entries, list_entry_guards, note_templates,
+    tag_delete_rules, tag_rename_and_move, tags_with_parents,
 };
 
 use crate::{Actor, NewUser, PageRequest, Store, StoreError, StoreResult, UpsertOutcome};
@@ -94,6 +101,17 @@ macro_rules! store_tests {
             delete_contact_erases,
             insert_events_outcomes,
             insert_events_duplicates,
+            sources,
+            ingest_anonymous_history_joins_the_identified_contact,
+            ingest_identify_merges_other_owners,
+            ingest_alias,
+            ingest_group,
+            ingest_is_idempotent,
+            ingest_rejects_unknown_references,
+            merge_keeps_recent_values,
+            merge_moves_history,
+            merged_into_follows_chains_until_erasure,
+            merge_errors,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -122,11 +140,7 @@ fn code<T: Debug>(result: StoreResult<T>) -> String {
 }
 
 async fn workspace(store: &dyn Store, slug: &str) -> WorkspaceId {
-    store
-        .create_workspace(&self::slug(slug), slug)
-        .await
-        .unwrap()
-        .id
+    store.create_workspace(&self::slug(slug), slug).await.unwrap().id
 }
 
 fn slug(raw: &str) -> Slug {
@@ -151,10 +165,7 @@ fn phone(raw: &str) -> PhoneNumber {
 
 /// Changes that identify a contact by email and set nothing else.
 fn by_email(raw: &str) -> ContactChanges {
-    ContactChanges {
-        email: Patch::Set(email(raw)),
-        ..ContactChanges::default()
-    }
+    ContactChanges { email: Patch::Set(email(raw)), ..ContactChanges::default() }
 }
 
 fn json_object(value: Value) -> Map<String, Value> {
@@ -169,14 +180,8 @@ fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_750_000_000 + seconds, 0).unwrap()
 }
 
-async fn upsert(
-    store: &dyn Store,
-    workspace: WorkspaceId,
-    changes: ContactChanges,
-) -> StoreResult<UpsertOutcome> {
-    let mut outcomes = store
-        .upsert_contacts(workspace, vec![changes], ACTOR)
-        .await?;
+async fn upsert(store: &dyn Store, workspace: WorkspaceId, changes: ContactChanges) -> StoreResult<UpsertOutcome> {
+    let mut outcomes = store.upsert_contacts(workspace, vec![changes], ACTOR).await?;
     assert_eq!(outcomes.len(), 1);
     Ok(outcomes.remove(0))
 }
@@ -235,11 +240,8 @@ fn describe(contact: &Contact) -> String {
     if !contact.tags.is_empty() {
         parts.push(format!("tags=[{}]", contact.tags.join(",")));
     }
-    let identities: Vec<String> = contact
-        .identities
-        .iter()
-        .map(|identity| format!("{}:{}", identity.kind(), identity.value()))
-        .collect();
+    let identities: Vec<String> =
+        contact.identities.iter().map(|identity| format!("{}:{}", identity.kind(), identity.value())).collect();
     parts.push(format!("identities=[{}]", identities.join(",")));
     parts.join(" ")
 }
@@ -249,24 +251,11 @@ async fn describe_contact(store: &dyn Store, workspace: WorkspaceId, id: Contact
 }
 
 /// The history of a contact, newest first, one line per entry: `event page_view`, `stage_changed raw->mql`,
-/// `status_changed -->contacted`, `tag_added 行业/制造业`, `note Called back`.
+/// `status_changed -->contacted`, `tag_added 行业/制造业`, `note Called back`, `merged 42 identify`.
 async fn timeline(store: &dyn Store, workspace: WorkspaceId, id: ContactId) -> Vec<String> {
-    let page = store
-        .contact_timeline(
-            workspace,
-            id,
-            PageRequest {
-                after: None,
-                limit: 1_000,
-            },
-        )
-        .await
-        .unwrap();
+    let page = store.contact_timeline(workspace, id, PageRequest { after: None, limit: 1_000 }).await.unwrap();
     assert_eq!(page.next, None);
-    page.items
-        .iter()
-        .map(|entry| describe_entry(&entry.kind, &entry.data))
-        .collect()
+    page.items.iter().map(|entry| describe_entry(&entry.kind, &entry.data)).collect()
 }
 
 fn describe_entry(kind: &str, data: &Value) -> String {
@@ -276,6 +265,7 @@ fn describe_entry(kind: &str, data: &Value) -> String {
         "stage_changed" | "status_changed" => format!("{kind} {}->{}", text("from"), text("to")),
         "tag_added" | "tag_removed" => format!("{kind} {}", text("tag")),
         "note" => format!("note {}", text("body")),
+        "merged" => format!("merged {} {}", text("absorbed_id"), text("reason")),
         other => other.to_owned(),
     }
 }
@@ -283,16 +273,7 @@ fn describe_entry(kind: &str, data: &Value) -> String {
 /// Everything a failed call must leave untouched: each contact, its history, and the tag library with its counts.
 async fn snapshot(store: &dyn Store, workspace: WorkspaceId) -> Vec<String> {
     let mut lines = Vec::new();
-    let page = store
-        .list_contacts(
-            workspace,
-            PageRequest {
-                after: None,
-                limit: 1_000,
-            },
-        )
-        .await
-        .unwrap();
+    let page = store.list_contacts(workspace, PageRequest { after: None, limit: 1_000 }).await.unwrap();
     for contact in &page.items {
         lines.push(describe(contact));
         lines.extend(timeline(store, workspace, contact.id).await);
@@ -300,9 +281,6 @@ async fn snapshot(store: &dyn Store, workspace: WorkspaceId) -> Vec<String> {
     for tag in store.list_tags(workspace).await.unwrap() {
         lines.push(format!("tag {} ({})", tag.path, tag.contact_count));
     }
-    lines.push(format!(
-        "count {}",
-        store.count_contacts(workspace).await.unwrap()
-    ));
+    lines.push(format!("count {}", store.count_contacts(workspace).await.unwrap()));
     lines
 }

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
-    ApiKeyId, CompanyId, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId,
-    Identity, NoteTemplateId, Slug, TagId, TagPath, UserId, WorkspaceId,
+    ApiKeyId, CompanyId, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, Identity, NoteTemplateId,
+    Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
 };
 
 use crate::error::StoreResult;
@@ -14,6 +14,7 @@ use crate::records::*;
 /// Everything Rapport persists. Every method acts inside one workspace; a record of another workspace reads as not
 /// found. A method that returns `Err` has written nothing (each call is one transaction).
 #[async_trait]
+#[allow(unused_variables)]
 pub trait Store: Send + Sync + 'static {
     /// The backend's name for logs and benchmarks: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
@@ -32,20 +33,10 @@ pub trait Store: Send + Sync + 'static {
     /// Conflict `user_exists` when the email is taken in this workspace.
     async fn create_user(&self, workspace: WorkspaceId, user: NewUser) -> StoreResult<User>;
     async fn get_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<User>;
-    async fn user_by_email(&self, workspace: WorkspaceId, email: &str)
-    -> StoreResult<Option<User>>;
+    async fn user_by_email(&self, workspace: WorkspaceId, email: &str) -> StoreResult<Option<User>>;
     /// Users ordered by id.
-    async fn list_users(
-        &self,
-        workspace: WorkspaceId,
-        page: PageRequest<UserId>,
-    ) -> StoreResult<Page<User, UserId>>;
-    async fn update_user(
-        &self,
-        workspace: WorkspaceId,
-        id: UserId,
-        update: UserUpdate,
-    ) -> StoreResult<User>;
+    async fn list_users(&self, workspace: WorkspaceId, page: PageRequest<UserId>) -> StoreResult<Page<User, UserId>>;
+    async fn update_user(&self, workspace: WorkspaceId, id: UserId, update: UserUpdate) -> StoreResult<User>;
     /// Contacts owned by the user become unowned.
     async fn delete_user(&self, workspace: WorkspaceId, id: UserId) -> StoreResult<()>;
 
@@ -59,21 +50,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self, workspace: WorkspaceId) -> StoreResult<Vec<ApiKey>>;
     async fn get_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> StoreResult<ApiKey>;
     /// Revoking twice is not an error; the first revocation time is kept.
-    async fn revoke_api_key(
-        &self,
-        workspace: WorkspaceId,
-        id: ApiKeyId,
-        at: DateTime<Utc>,
-    ) -> StoreResult<ApiKey>;
+    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<ApiKey>;
 
     // ----- Custom fields -----
 
     /// Conflict `field_exists` when the key is taken for that entity.
-    async fn create_field(
-        &self,
-        workspace: WorkspaceId,
-        field: NewField,
-    ) -> StoreResult<FieldDefinition>;
+    async fn create_field(&self, workspace: WorkspaceId, field: NewField) -> StoreResult<FieldDefinition>;
     /// Definitions ordered by id; `None` lists both entities.
     async fn list_fields(
         &self,
@@ -99,12 +81,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tag(&self, workspace: WorkspaceId, tag: NewTag) -> StoreResult<Tag>;
     /// Renames or moves a tag with its subtree. Conflict `tag_exists` when the new path is taken; invalid
     /// `tag_too_deep` when the subtree would go past four levels; invalid `tag_cycle` when moved under itself.
-    async fn update_tag(
-        &self,
-        workspace: WorkspaceId,
-        id: TagId,
-        update: TagUpdate,
-    ) -> StoreResult<Tag>;
+    async fn update_tag(&self, workspace: WorkspaceId, id: TagId, update: TagUpdate) -> StoreResult<Tag>;
     /// Only a leaf that no contact carries can be deleted: conflict `tag_has_children` or `tag_in_use` otherwise.
     async fn delete_tag(&self, workspace: WorkspaceId, id: TagId) -> StoreResult<()>;
     /// Adds manual tags to a contact, creating missing ones; tags it already has are left alone. Records
@@ -128,18 +105,10 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- Stages and lead statuses -----
 
-    async fn list_entries(
-        &self,
-        workspace: WorkspaceId,
-        list: ListKind,
-    ) -> StoreResult<Vec<ListEntry>>;
+    async fn list_entries(&self, workspace: WorkspaceId, list: ListKind) -> StoreResult<Vec<ListEntry>>;
     /// Conflict `stage_exists` / `status_exists` when the key is taken. Positions are renumbered 0..n.
-    async fn create_entry(
-        &self,
-        workspace: WorkspaceId,
-        list: ListKind,
-        entry: NewListEntry,
-    ) -> StoreResult<ListEntry>;
+    async fn create_entry(&self, workspace: WorkspaceId, list: ListKind, entry: NewListEntry)
+    -> StoreResult<ListEntry>;
     async fn update_entry(
         &self,
         workspace: WorkspaceId,
@@ -149,53 +118,29 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<ListEntry>;
     /// Conflict `stage_in_use` / `status_in_use` while a contact is in it; a workspace keeps at least one stage
     /// (conflict `last_stage`).
-    async fn delete_entry(
-        &self,
-        workspace: WorkspaceId,
-        list: ListKind,
-        key: &str,
-    ) -> StoreResult<()>;
+    async fn delete_entry(&self, workspace: WorkspaceId, list: ListKind, key: &str) -> StoreResult<()>;
 
     // ----- Note templates -----
 
     async fn list_note_templates(&self, workspace: WorkspaceId) -> StoreResult<Vec<NoteTemplate>>;
-    async fn get_note_template(
-        &self,
-        workspace: WorkspaceId,
-        id: NoteTemplateId,
-    ) -> StoreResult<NoteTemplate>;
+    async fn get_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<NoteTemplate>;
     /// Invalid `unknown_status` when the status key does not exist.
-    async fn create_note_template(
-        &self,
-        workspace: WorkspaceId,
-        input: NoteTemplateInput,
-    ) -> StoreResult<NoteTemplate>;
+    async fn create_note_template(&self, workspace: WorkspaceId, input: NoteTemplateInput)
+    -> StoreResult<NoteTemplate>;
     async fn update_note_template(
         &self,
         workspace: WorkspaceId,
         id: NoteTemplateId,
         input: NoteTemplateInput,
     ) -> StoreResult<NoteTemplate>;
-    async fn delete_note_template(
-        &self,
-        workspace: WorkspaceId,
-        id: NoteTemplateId,
-    ) -> StoreResult<()>;
+    async fn delete_note_template(&self, workspace: WorkspaceId, id: NoteTemplateId) -> StoreResult<()>;
 
     // ----- Companies -----
 
     /// Invalid `missing_field` (field `name`) without a name; conflict `company_exists` when the domain is taken.
-    async fn create_company(
-        &self,
-        workspace: WorkspaceId,
-        changes: CompanyChanges,
-    ) -> StoreResult<Company>;
+    async fn create_company(&self, workspace: WorkspaceId, changes: CompanyChanges) -> StoreResult<Company>;
     async fn get_company(&self, workspace: WorkspaceId, id: CompanyId) -> StoreResult<Company>;
-    async fn company_by_domain(
-        &self,
-        workspace: WorkspaceId,
-        domain: &str,
-    ) -> StoreResult<Option<Company>>;
+    async fn company_by_domain(&self, workspace: WorkspaceId, domain: &str) -> StoreResult<Option<Company>>;
     /// Companies ordered by id.
     async fn list_companies(
         &self,
@@ -226,11 +171,7 @@ pub trait Store: Send + Sync + 'static {
         items: Vec<ContactChanges>,
         actor: Actor,
     ) -> StoreResult<Vec<UpsertOutcome>>;
-    async fn get_contact(
-        &self,
-        workspace: WorkspaceId,
-        id: ContactId,
-    ) -> StoreResult<rapport_domain::Contact>;
+    async fn get_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<rapport_domain::Contact>;
     async fn find_contact(
         &self,
         workspace: WorkspaceId,
@@ -273,12 +214,7 @@ pub trait Store: Send + Sync + 'static {
         template: Option<NoteTemplateId>,
         actor: Actor,
     ) -> StoreResult<Note>;
-    async fn delete_note(
-        &self,
-        workspace: WorkspaceId,
-        contact: ContactId,
-        note: i64,
-    ) -> StoreResult<()>;
+    async fn delete_note(&self, workspace: WorkspaceId, contact: ContactId, note: i64) -> StoreResult<()>;
 
     // ----- Events -----
 
@@ -286,9 +222,101 @@ pub trait Store: Send + Sync + 'static {
     /// found by id (outcome `UnknownContact` when it does not exist) or by identity (created, in the workspace's
     /// first stage, when no contact has it). A message id already stored in the workspace, or repeated earlier in
     /// the same call, makes that event a `Duplicate`. Events do not change the contact's `updated_at`.
-    async fn insert_events(
+    async fn insert_events(&self, workspace: WorkspaceId, events: Vec<NewEvent>) -> StoreResult<Vec<EventOutcome>>;
+
+    // ----- Sources -----
+
+    /// Conflict `write_key_exists` when the key is taken (keys are random, so only on a collision).
+    async fn create_source(&self, workspace: WorkspaceId, source: NewSource) -> StoreResult<Source> {
+        Err(pending_backend())
+    }
+    /// Every source of the workspace, revoked ones included, ordered by id.
+    async fn list_sources(&self, workspace: WorkspaceId) -> StoreResult<Vec<Source>> {
+        Err(pending_backend())
+    }
+    async fn get_source(&self, workspace: WorkspaceId, id: SourceId) -> StoreResult<Source> {
+        Err(pending_backend())
+    }
+    async fn update_source(&self, workspace: WorkspaceId, id: SourceId, update: SourceUpdate) -> StoreResult<Source> {
+        Err(pending_backend())
+    }
+    /// Replaces the write key; the old one stops working at once.
+    async fn rotate_source_key(&self, workspace: WorkspaceId, id: SourceId, write_key: &str) -> StoreResult<Source> {
+        Err(pending_backend())
+    }
+    /// Revoking twice keeps the first time.
+    async fn revoke_source(&self, workspace: WorkspaceId, id: SourceId, at: DateTime<Utc>) -> StoreResult<Source> {
+        Err(pending_backend())
+    }
+    /// The unrevoked source with this write key, in any workspace. Called on every tracking request: keep it to
+    /// one indexed look-up.
+    async fn source_by_write_key(&self, write_key: &str) -> StoreResult<Option<Source>> {
+        Err(pending_backend())
+    }
+
+    // ----- Tracking and identity resolution -----
+
+    /// Applies tracking messages in order, in one transaction, and returns one outcome per message. This is the
+    /// hot path of capture: it runs once per group commit with up to thousands of messages.
+    ///
+    /// - Every message kind is idempotent on `message_id` within the workspace: a message id seen before (earlier
+    ///   in this call included) makes the message a `Duplicate` and changes nothing.
+    /// - The visitor resolves to a contact by its user id (identity kind `user_id`), else its anonymous id (kind
+    ///   `anonymous_id`); when neither is known, a contact is created with both identities (in the first stage).
+    ///   When both are known and belong to different contacts, the anonymous one is merged into the user id's
+    ///   contact (reason `identify`). A missing identity of the two is added to the resolved contact — so an
+    ///   anonymous visitor who identifies becomes that known contact, with all its earlier events.
+    /// - `Identify` applies the changes like an upsert's update (stage and status changes recorded, tags added).
+    ///   An email, phone or user id in the changes that belongs to another contact merges that contact into the
+    ///   resolved one (reason `identify`) instead of failing. Unknown references are `Rejected` with the same codes
+    ///   as upserts (`unknown_stage`, …) and change nothing for that message.
+    /// - `Event` appends an event (its `source` is the message's source id) to the resolved contact.
+    /// - `Group` creates or updates the company whose external id is `group_id` (a company found by the changes'
+    ///   domain is adopted instead when no company has that external id yet; a new company without a name is named
+    ///   after the group id) and links the contact to it.
+    /// - `Alias` merges the contact known by `previous_id` (as a user id, else as an anonymous id) into the contact
+    ///   of the visitor's user id (reason `alias`); when only the former exists, it gains the user id; when neither
+    ///   exists, a contact with the user id is created.
+    async fn ingest_tracking(
         &self,
         workspace: WorkspaceId,
-        events: Vec<NewEvent>,
-    ) -> StoreResult<Vec<EventOutcome>>;
+        messages: Vec<TrackingMessage>,
+    ) -> StoreResult<Vec<TrackingOutcome>> {
+        Err(pending_backend())
+    }
+
+    /// Merges `absorbed` into `survivor` as one change:
+    /// - identities, events, notes and history move to the survivor; tags are united;
+    /// - each field (system and custom) takes the most recently updated contact's non-empty value, except custom
+    ///   fields whose definition says `keep_oldest_on_merge`, which keep the earlier created contact's non-empty
+    ///   value; an empty value never overwrites a non-empty one;
+    /// - the stage is the further of the two (by position), the earlier `created_at` is kept;
+    /// - a `merged` activity on the survivor records `{"absorbed_id", "reason", "actor"}`;
+    /// - the absorbed id keeps pointing at the survivor (see `merged_into`), also through later merges.
+    /// Invalid `same_contact` when both ids are the same; not found when either does not exist.
+    async fn merge_contacts(
+        &self,
+        workspace: WorkspaceId,
+        survivor: ContactId,
+        absorbed: ContactId,
+        reason: MergeReason,
+        actor: Actor,
+    ) -> StoreResult<rapport_domain::Contact> {
+        Err(pending_backend())
+    }
+    /// The store's size on disk in bytes, indexes included (for operators and the storage benchmarks).
+    async fn storage_bytes(&self) -> StoreResult<u64> {
+        Err(pending_backend())
+    }
+
+    /// The contact an absorbed id now belongs to (following chains of merges), or `None` when the id was never
+    /// merged away.
+    async fn merged_into(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Option<ContactId>> {
+        Err(pending_backend())
+    }
+}
+
+/// Placeholder while the capture methods are being implemented by the backends.
+fn pending_backend() -> crate::StoreError {
+    crate::StoreError::Backend(anyhow::anyhow!("this store backend does not implement capture yet"))
 }

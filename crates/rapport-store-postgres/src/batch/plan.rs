@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use rapport_domain::{ContactChanges, ContactId, Identity, Patch, Slug, TagKind, TagPath, WorkspaceId};
-use rapport_store::{Actor, StoreError, StoreResult, UpsertOutcome};
+use rapport_store::{StoreError, StoreResult, UpsertOutcome};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
@@ -40,7 +40,7 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    pub(super) fn new(actor: Actor, batch: bool, rows: Vec<ContactState>, owners: HashMap<Identity, i64>) -> Plan {
+    pub(super) fn new(actor: &str, batch: bool, rows: Vec<ContactState>, owners: HashMap<Identity, i64>) -> Plan {
         let mut slot_by_id = HashMap::with_capacity(rows.len());
         let contacts: Vec<Planned> = rows
             .into_iter()
@@ -55,7 +55,7 @@ impl Plan {
             .filter_map(|(identity, owner)| slot_by_id.get(&owner).map(|slot| (identity, *slot)))
             .collect();
         Plan {
-            actor: actor.to_string(),
+            actor: actor.to_owned(),
             batch,
             contacts,
             slot_by_id,

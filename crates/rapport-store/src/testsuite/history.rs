@@ -3,26 +3,18 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use rapport_domain::{
-    ContactChanges, ContactId, Identity, IdentityKind, NoteTemplateId, WorkspaceId,
-};
+use rapport_domain::{ContactChanges, ContactId, Identity, IdentityKind, NoteTemplateId, WorkspaceId};
 use serde_json::json;
 
 use super::{
-    ACTOR, at, by_email, code, contact, describe_contact, email, json_object, path, slug, text,
-    timeline, upsert, user, workspace,
+    ACTOR, at, by_email, code, contact, describe_contact, email, json_object, path, slug, text, timeline, upsert, user,
+    workspace,
 };
 use crate::{
-    Actor, ContactRef, EventOutcome, ListEntryUpdate, ListKind, NewEvent, NoteTemplateInput,
-    PageRequest, Store,
+    Actor, ContactRef, EventOutcome, ListEntryUpdate, ListKind, NewEvent, NoteTemplateInput, PageRequest, Store,
 };
 
-fn event(
-    contact: ContactRef,
-    event_type: &str,
-    occurred_at: DateTime<Utc>,
-    message_id: Option<&str>,
-) -> NewEvent {
+fn event(contact: ContactRef, event_type: &str, occurred_at: DateTime<Utc>, message_id: Option<&str>) -> NewEvent {
     NewEvent {
         contact,
         event_type: event_type.to_owned(),
@@ -73,54 +65,25 @@ pub async fn timeline_mixes_and_pages(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    store
-        .add_note(ws, id, "Called back", None, ACTOR)
-        .await
-        .unwrap();
-    let stage = ContactChanges {
-        stage: Some(slug("mql")),
-        ..ContactChanges::default()
-    };
+    store.add_note(ws, id, "Called back", None, ACTOR).await.unwrap();
+    let stage = ContactChanges { stage: Some(slug("mql")), ..ContactChanges::default() };
     store.update_contact(ws, id, stage, ACTOR).await.unwrap();
-    let future = store_event(
-        store,
-        ws,
-        event(this(), "e2", now + Duration::hours(1), Some("m-2")),
-    )
-    .await;
-    store_event(
-        store,
-        ws,
-        event(this(), "e3", now - Duration::hours(1), None),
-    )
-    .await;
+    let future = store_event(store, ws, event(this(), "e2", now + Duration::hours(1), Some("m-2"))).await;
+    store_event(store, ws, event(this(), "e3", now - Duration::hours(1), None)).await;
 
-    let expected = [
-        "event e2",
-        "stage_changed raw->mql",
-        "note Called back",
-        "event e3",
-        "event e1",
-        "event e5",
-        "event e4",
-    ];
+    let expected =
+        ["event e2", "stage_changed raw->mql", "note Called back", "event e3", "event e1", "event e5", "event e4"];
     assert_eq!(timeline(store, ws, id).await, expected);
 
     let mut paged = Vec::new();
     let mut after = None;
     let mut sizes = Vec::new();
     loop {
-        let page = store
-            .contact_timeline(ws, id, PageRequest { after, limit: 2 })
-            .await
-            .unwrap();
+        let page = store.contact_timeline(ws, id, PageRequest { after, limit: 2 }).await.unwrap();
         sizes.push(page.items.len());
         for entry in &page.items {
             assert_eq!(entry.cursor.at, entry.at);
-            assert_eq!(
-                entry.cursor.source,
-                if entry.kind == "event" { 1 } else { 0 }
-            );
+            assert_eq!(entry.cursor.source, if entry.kind == "event" { 1 } else { 0 });
             paged.push(super::describe_entry(&entry.kind, &entry.data));
         }
         match page.next {
@@ -134,22 +97,9 @@ pub async fn timeline_mixes_and_pages(store: Arc<dyn Store>) {
     assert_eq!(sizes, [2, 2, 2, 1]);
     assert_eq!(paged, expected);
 
-    let first = store
-        .contact_timeline(
-            ws,
-            id,
-            PageRequest {
-                after: None,
-                limit: 1,
-            },
-        )
-        .await
-        .unwrap();
+    let first = store.contact_timeline(ws, id, PageRequest { after: None, limit: 1 }).await.unwrap();
     let entry = &first.items[0];
-    assert_eq!(
-        (entry.kind.as_str(), entry.at, entry.cursor.id),
-        ("event", now + Duration::hours(1), future)
-    );
+    assert_eq!((entry.kind.as_str(), entry.at, entry.cursor.id), ("event", now + Duration::hours(1), future));
     assert_eq!(
         entry.data,
         json!({
@@ -170,64 +120,24 @@ pub async fn notes(store: Arc<dyn Store>) {
     let wang = user(store, ws, "wang@acme.cn").await;
     let li = contact(store, ws, "li@client.cn").await;
     let other = contact(store, ws, "other@client.cn").await;
-    let input = NoteTemplateInput {
-        name: text("Call"),
-        status: None,
-        body: text("Called: "),
-    };
+    let input = NoteTemplateInput { name: text("Call"), status: None, body: text("Called: ") };
     let template = store.create_note_template(ws, input).await.unwrap();
 
-    let note = store
-        .add_note(
-            ws,
-            li,
-            "Called: 下周演示",
-            Some(template.id),
-            Actor::User(wang),
-        )
-        .await
-        .unwrap();
+    let note = store.add_note(ws, li, "Called: 下周演示", Some(template.id), Actor::User(wang)).await.unwrap();
     assert_eq!(
-        (
-            note.contact_id,
-            note.body.as_str(),
-            note.author.clone(),
-            note.template_id
-        ),
-        (
-            li,
-            "Called: 下周演示",
-            format!("user:{wang}"),
-            Some(template.id)
-        )
+        (note.contact_id, note.body.as_str(), note.author.clone(), note.template_id),
+        (li, "Called: 下周演示", format!("user:{wang}"), Some(template.id))
     );
     let plain = store.add_note(ws, li, "Plain", None, ACTOR).await.unwrap();
     assert_eq!((plain.author.as_str(), plain.template_id), ("system", None));
 
-    let page = store
-        .contact_timeline(
-            ws,
-            li,
-            PageRequest {
-                after: None,
-                limit: 10,
-            },
-        )
-        .await
-        .unwrap();
-    let entries: Vec<_> = page
-        .items
-        .iter()
-        .map(|entry| (entry.kind.as_str(), entry.cursor.id, entry.data.clone()))
-        .collect();
+    let page = store.contact_timeline(ws, li, PageRequest { after: None, limit: 10 }).await.unwrap();
+    let entries: Vec<_> =
+        page.items.iter().map(|entry| (entry.kind.as_str(), entry.cursor.id, entry.data.clone())).collect();
     assert_eq!(
         entries,
         [
-            (
-                "note",
-                plain.id,
-                json!({ "id": plain.id, "body": "Plain", "author": "system", "template_id": null })
-            ),
+            ("note", plain.id, json!({ "id": plain.id, "body": "Plain", "author": "system", "template_id": null })),
             (
                 "note",
                 note.id,
@@ -242,43 +152,15 @@ pub async fn notes(store: Arc<dyn Store>) {
         code(store.add_note(ws, li, "x", missing_template, ACTOR).await),
         "invalid unknown_note_template template_id"
     );
-    assert_eq!(
-        code(
-            store
-                .add_note(ws, ContactId::new(999_999), "x", None, ACTOR)
-                .await
-        ),
-        "not_found contact"
-    );
-    assert_eq!(
-        code(store.delete_note(ws, other, note.id).await),
-        "not_found note"
-    );
+    assert_eq!(code(store.add_note(ws, ContactId::new(999_999), "x", None, ACTOR).await), "not_found contact");
+    assert_eq!(code(store.delete_note(ws, other, note.id).await), "not_found note");
     store.delete_note(ws, li, note.id).await.unwrap();
     assert_eq!(timeline(store, ws, li).await, ["note Plain"]);
-    assert_eq!(
-        code(store.delete_note(ws, li, note.id).await),
-        "not_found note"
-    );
+    assert_eq!(code(store.delete_note(ws, li, note.id).await), "not_found note");
 
-    store
-        .add_contact_tags(ws, li, &[path("VIP")], ACTOR)
-        .await
-        .unwrap();
-    let tag_activity = store
-        .contact_timeline(
-            ws,
-            li,
-            PageRequest {
-                after: None,
-                limit: 1,
-            },
-        )
-        .await
-        .unwrap()
-        .items[0]
-        .cursor
-        .id;
+    store.add_contact_tags(ws, li, &[path("VIP")], ACTOR).await.unwrap();
+    let tag_activity =
+        store.contact_timeline(ws, li, PageRequest { after: None, limit: 1 }).await.unwrap().items[0].cursor.id;
     assert_eq!(
         code(store.delete_note(ws, li, tag_activity).await),
         "not_found note",
@@ -289,81 +171,26 @@ pub async fn notes(store: Arc<dyn Store>) {
 pub async fn delete_contact_erases(store: Arc<dyn Store>) {
     let store = store.as_ref();
     let ws = workspace(store, "acme").await;
-    let changes = ContactChanges {
-        phone: rapport_domain::Patch::Set(super::phone("13800000001")),
-        ..by_email("li@client.cn")
-    };
+    let changes =
+        ContactChanges { phone: rapport_domain::Patch::Set(super::phone("13800000001")), ..by_email("li@client.cn") };
     let li = upsert(store, ws, changes).await.unwrap().id;
     let wang = contact(store, ws, "wang@client.cn").await;
-    store
-        .add_contact_tags(ws, li, &[path("VIP")], ACTOR)
-        .await
-        .unwrap();
-    store
-        .add_contact_tags(ws, wang, &[path("VIP")], ACTOR)
-        .await
-        .unwrap();
+    store.add_contact_tags(ws, li, &[path("VIP")], ACTOR).await.unwrap();
+    store.add_contact_tags(ws, wang, &[path("VIP")], ACTOR).await.unwrap();
     store.add_note(ws, li, "Called", None, ACTOR).await.unwrap();
-    store_event(
-        store,
-        ws,
-        event(ContactRef::Id(li), "visit", at(10), Some("m-1")),
-    )
-    .await;
-    store_event(
-        store,
-        ws,
-        event(ContactRef::Id(wang), "visit", at(10), Some("m-2")),
-    )
-    .await;
+    store_event(store, ws, event(ContactRef::Id(li), "visit", at(10), Some("m-1"))).await;
+    store_event(store, ws, event(ContactRef::Id(wang), "visit", at(10), Some("m-2"))).await;
 
     store.delete_contact(ws, li).await.unwrap();
     assert_eq!(code(store.get_contact(ws, li).await), "not_found contact");
-    assert_eq!(
-        code(
-            store
-                .contact_timeline(
-                    ws,
-                    li,
-                    PageRequest {
-                        after: None,
-                        limit: 10
-                    }
-                )
-                .await
-        ),
-        "not_found contact"
-    );
-    assert_eq!(
-        code(store.delete_contact(ws, li).await),
-        "not_found contact"
-    );
-    assert_eq!(
-        store
-            .find_contact(ws, &Identity::email(&email("li@client.cn")))
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .find_contact(ws, &Identity::phone(&super::phone("13800000001")))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(code(store.contact_timeline(ws, li, PageRequest { after: None, limit: 10 }).await), "not_found contact");
+    assert_eq!(code(store.delete_contact(ws, li).await), "not_found contact");
+    assert_eq!(store.find_contact(ws, &Identity::email(&email("li@client.cn"))).await.unwrap(), None);
+    assert_eq!(store.find_contact(ws, &Identity::phone(&super::phone("13800000001"))).await.unwrap(), None);
     let tags = store.list_tags(ws).await.unwrap();
-    assert_eq!(
-        tags.iter()
-            .map(|tag| (tag.path.as_str(), tag.contact_count))
-            .collect::<Vec<_>>(),
-        [("VIP", 1)]
-    );
+    assert_eq!(tags.iter().map(|tag| (tag.path.as_str(), tag.contact_count)).collect::<Vec<_>>(), [("VIP", 1)]);
     assert_eq!(store.count_contacts(ws).await.unwrap(), 1);
-    assert_eq!(
-        timeline(store, ws, wang).await,
-        ["tag_added VIP", "event visit"]
-    );
+    assert_eq!(timeline(store, ws, wang).await, ["tag_added VIP", "event visit"]);
 
     let again = upsert(store, ws, by_email("li@client.cn")).await.unwrap();
     assert!(again.created && again.id != li);
@@ -371,18 +198,8 @@ pub async fn delete_contact_erases(store: Arc<dyn Store>) {
         describe_contact(store, ws, again.id).await,
         "email=li@client.cn stage=raw identities=[email:li@client.cn]"
     );
-    let replay = store
-        .insert_events(
-            ws,
-            vec![event(
-                ContactRef::Id(again.id),
-                "visit",
-                at(10),
-                Some("m-1"),
-            )],
-        )
-        .await
-        .unwrap();
+    let replay =
+        store.insert_events(ws, vec![event(ContactRef::Id(again.id), "visit", at(10), Some("m-1"))]).await.unwrap();
     assert!(
         matches!(replay[..], [EventOutcome::Stored { .. }]),
         "erased events leave no trace, not even their message id"
@@ -394,51 +211,15 @@ pub async fn insert_events_outcomes(store: Arc<dyn Store>) {
     let ws = workspace(store, "acme").await;
     let li = contact(store, ws, "li@client.cn").await;
     let li_before = store.get_contact(ws, li).await.unwrap();
-    store
-        .update_entry(
-            ws,
-            ListKind::Stages,
-            "mql",
-            ListEntryUpdate {
-                label: None,
-                position: Some(0),
-            },
-        )
-        .await
-        .unwrap();
+    store.update_entry(ws, ListKind::Stages, "mql", ListEntryUpdate { label: None, position: Some(0) }).await.unwrap();
 
     let events = vec![
-        event(
-            by_identity(IdentityKind::Email, "New@Client.cn"),
-            "signup",
-            at(0),
-            None,
-        ),
-        event(
-            by_identity(IdentityKind::Email, "new@client.cn"),
-            "visit",
-            at(10),
-            None,
-        ),
-        event(
-            by_identity(IdentityKind::Email, "li@client.cn"),
-            "visit",
-            at(20),
-            None,
-        ),
+        event(by_identity(IdentityKind::Email, "New@Client.cn"), "signup", at(0), None),
+        event(by_identity(IdentityKind::Email, "new@client.cn"), "visit", at(10), None),
+        event(by_identity(IdentityKind::Email, "li@client.cn"), "visit", at(20), None),
         event(ContactRef::Id(li), "open", at(30), None),
-        event(
-            ContactRef::Id(ContactId::new(999_999)),
-            "open",
-            at(40),
-            None,
-        ),
-        event(
-            by_identity(IdentityKind::AnonymousId, "anon-1"),
-            "visit",
-            at(50),
-            None,
-        ),
+        event(ContactRef::Id(ContactId::new(999_999)), "open", at(40), None),
+        event(by_identity(IdentityKind::AnonymousId, "anon-1"), "visit", at(50), None),
     ];
     let outcomes = store.insert_events(ws, events).await.unwrap();
     assert_eq!(outcomes.len(), 6);
@@ -461,14 +242,8 @@ pub async fn insert_events_outcomes(store: Arc<dyn Store>) {
         describe_contact(store, ws, new).await,
         "email=new@client.cn stage=mql identities=[email:new@client.cn]"
     );
-    assert_eq!(
-        describe_contact(store, ws, anonymous).await,
-        "stage=mql identities=[anonymous_id:anon-1]"
-    );
-    assert_eq!(
-        timeline(store, ws, new).await,
-        ["event visit", "event signup"]
-    );
+    assert_eq!(describe_contact(store, ws, anonymous).await, "stage=mql identities=[anonymous_id:anon-1]");
+    assert_eq!(timeline(store, ws, new).await, ["event visit", "event signup"]);
     assert_eq!(timeline(store, ws, li).await, ["event open", "event visit"]);
     assert_eq!(
         store.get_contact(ws, li).await.unwrap().updated_at,
@@ -485,16 +260,7 @@ pub async fn insert_events_duplicates(store: Arc<dyn Store>) {
     let send = |message_id: Option<&str>| event(ContactRef::Id(id), "visit", at(0), message_id);
 
     let first = store
-        .insert_events(
-            ws,
-            vec![
-                send(Some("m-1")),
-                send(Some("m-2")),
-                send(Some("m-1")),
-                send(None),
-                send(None),
-            ],
-        )
+        .insert_events(ws, vec![send(Some("m-1")), send(Some("m-2")), send(Some("m-1")), send(None), send(None)])
         .await
         .unwrap();
     let kinds = |outcomes: &[EventOutcome]| {
@@ -507,39 +273,20 @@ pub async fn insert_events_duplicates(store: Arc<dyn Store>) {
             })
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        kinds(&first),
-        ["stored", "stored", "duplicate", "stored", "stored"]
-    );
+    assert_eq!(kinds(&first), ["stored", "stored", "duplicate", "stored", "stored"]);
 
-    let newcomer = event(
-        by_identity(IdentityKind::Email, "new@client.cn"),
-        "visit",
-        at(0),
-        Some("m-1"),
-    );
-    let second = store
-        .insert_events(ws, vec![send(Some("m-2")), send(Some("m-3")), newcomer])
-        .await
-        .unwrap();
+    let newcomer = event(by_identity(IdentityKind::Email, "new@client.cn"), "visit", at(0), Some("m-1"));
+    let second = store.insert_events(ws, vec![send(Some("m-2")), send(Some("m-3")), newcomer]).await.unwrap();
     assert_eq!(kinds(&second), ["duplicate", "stored", "duplicate"]);
     assert_eq!(
-        store
-            .find_contact(ws, &Identity::email(&email("new@client.cn")))
-            .await
-            .unwrap(),
+        store.find_contact(ws, &Identity::email(&email("new@client.cn"))).await.unwrap(),
         None,
         "a duplicate creates no contact"
     );
     assert_eq!(timeline(store, ws, id).await.len(), 5);
 
     let other = workspace(store, "other").await;
-    let elsewhere = event(
-        by_identity(IdentityKind::Email, "li@client.cn"),
-        "visit",
-        at(0),
-        Some("m-1"),
-    );
+    let elsewhere = event(by_identity(IdentityKind::Email, "li@client.cn"), "visit", at(0), Some("m-1"));
     assert_eq!(
         kinds(&store.insert_events(other, vec![elsewhere]).await.unwrap()),
         ["stored"],

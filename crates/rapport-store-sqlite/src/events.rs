@@ -1,0 +1,616 @@
+//! How events are stored, shared by the REST API's `insert_events` and the tracking API's `ingest_tracking`.
+//!
+//! `events` is the table that grows fastest, so a row holds little more than numbers (about 70 bytes, and about
+//! 50 more in its two index entries; `rapport-store-sqlite`'s `event_storage` example measures it):
+//! - the type is an id into `event_types`, a small per-workspace dictionary;
+//! - JSON that repeats across events is interned in `event_documents` and referenced by id: the context without
+//!   its page (the same for every event of a device: user agent, library, locale, IP address), the context's page,
+//!   and the page-describing properties of page views (`url`, `path`, `title`, `referrer`, …), which usually equal
+//!   the context's page and so share its document. Other properties are stored inline as JSON text;
+//! - `received_at` is kept as its delay after `occurred_at`, a few bytes instead of eight;
+//! - the message id is kept compactly (see `message_ids.rs`), and deduplicated through `message_ids`.
+//!
+//! Documents count their references (in the narrow `event_document_refs`, so that counting does not rewrite the
+//! pages that hold the bodies) so that erasing a contact also erases the documents only its events used: a URL or
+//! an IP address is personal data too. Event types and documents are looked up in the writer's memo first (see
+//! `memo.rs`), the database only for what the memo has not seen.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use chrono::SecondsFormat;
+use rapport_domain::{ContactId, Identity, SourceId, WorkspaceId};
+use rapport_store::{ContactRef, EventOutcome, NewEvent, StoreResult};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::contacts::{References, contact_exists, identity_owner, insert_identified_contact};
+use crate::memo::WriterMemo;
+use crate::message_ids::{hash_from_stored, message_hash, message_id_from_stored, stored_message_id};
+use crate::sql::{corrupt, json_object_at, micros, now_micros, time_from_micros};
+
+/// Properties that describe the page a page view was on, kept in an interned document when the properties have a
+/// `url` or a `path` (the Segment page spec's fields, plus the page call's name and category).
+const PAGE_PROPERTY_KEYS: [&str; 8] = ["category", "keywords", "name", "path", "referrer", "search", "title", "url"];
+
+/// One event as it is written. It borrows its JSON, so that the caller decides where the (many, small)
+/// allocations of the messages are freed.
+pub(crate) struct EventRow<'a> {
+    /// Set only when an upgrade copies events that already have ids.
+    pub(crate) id: Option<i64>,
+    pub(crate) contact: ContactId,
+    pub(crate) event_type: &'a str,
+    pub(crate) properties: &'a Map<String, Value>,
+    pub(crate) context: &'a Map<String, Value>,
+    /// Microseconds, like every stored time.
+    pub(crate) occurred_at: i64,
+    pub(crate) received_at: i64,
+    /// The free-text source of the REST API.
+    pub(crate) source: Option<&'a str>,
+    /// The tracking source the event came through.
+    pub(crate) source_id: Option<SourceId>,
+    pub(crate) message_id: Option<&'a str>,
+}
+
+/// Writes the events of one call in one workspace. Reference counts are added up in memory and written by
+/// [`EventWriter::finish`], which every user must call before committing.
+pub(crate) struct EventWriter {
+    workspace: WorkspaceId,
+    type_ids: HashMap<String, i64>,
+    added_references: HashMap<i64, i64>,
+}
+
+impl EventWriter {
+    pub(crate) fn new(workspace: WorkspaceId) -> EventWriter {
+        EventWriter { workspace, type_ids: HashMap::new(), added_references: HashMap::new() }
+    }
+
+    /// Records a message id; `false` when the workspace has it already (from earlier in this transaction too).
+    /// `owner` is set for messages that store no event, so that erasing their contact finds them.
+    pub(crate) fn claim_message_id(
+        &self,
+        tx: &Transaction<'_>,
+        message_id: &str,
+        owner: Option<ContactId>,
+    ) -> StoreResult<bool> {
+        let mut claim = tx
+            .prepare_cached("INSERT OR IGNORE INTO message_ids (workspace_id, hash, contact_id) VALUES (?1, ?2, ?3)")
+            .context("preparing a message id claim")?;
+        let claimed = claim
+            .execute(params![self.workspace.get(), message_hash(message_id), owner.map(ContactId::get)])
+            .context("claiming a message id")?;
+        Ok(claimed == 1)
+    }
+
+    pub(crate) fn insert(
+        &mut self,
+        tx: &Transaction<'_>,
+        memo: &mut WriterMemo,
+        event: EventRow<'_>,
+    ) -> StoreResult<i64> {
+        let type_id = self.type_id(tx, memo, event.event_type)?;
+        let describes_page = event.properties.contains_key("url") || event.properties.contains_key("path");
+        let page_id = if describes_page {
+            Some(self.document(tx, memo, &Only { map: event.properties, keep: is_page_key })?)
+        } else {
+            None
+        };
+        let properties = if describes_page {
+            let rest = Only { map: event.properties, keep: |key| !is_page_key(key) };
+            (rest.len() > 0).then(|| serialize(&rest)).transpose()?
+        } else {
+            (!event.properties.is_empty()).then(|| serialize(event.properties)).transpose()?
+        };
+        let (context_id, context_page_id) = match event.context.get("page") {
+            Some(Value::Object(page)) => {
+                let rest = Only { map: event.context, keep: |key| key != "page" };
+                let context_id = (rest.len() > 0).then(|| self.document(tx, memo, &rest)).transpose()?;
+                // A page view's context repeats its page properties: the same document, without serializing it twice.
+                let page_id = match page_id {
+                    Some(id) if describes_page && same_page(event.properties, page) => self.reference(id),
+                    _ => self.document(tx, memo, page)?,
+                };
+                (context_id, Some(page_id))
+            }
+            _ => ((!event.context.is_empty()).then(|| self.document(tx, memo, event.context)).transpose()?, None),
+        };
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO events (id, workspace_id, contact_id, type_id, occurred_at, received_delay, properties,
+                     page_id, context_id, context_page_id, source, source_id, message_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )
+            .context("preparing an event insert")?;
+        insert
+            .execute(params![
+                event.id,
+                self.workspace.get(),
+                event.contact.get(),
+                type_id,
+                event.occurred_at,
+                event.received_at - event.occurred_at,
+                properties,
+                page_id,
+                context_id,
+                context_page_id,
+                event.source,
+                event.source_id.map(SourceId::get),
+                event.message_id.map(stored_message_id),
+            ])
+            .context("inserting an event")?;
+        Ok(tx.last_insert_rowid())
+    }
+
+    /// Writes the reference counts of the documents this writer used.
+    pub(crate) fn finish(self, tx: &Transaction<'_>) -> StoreResult<()> {
+        add_references(tx, self.added_references.into_iter())
+    }
+
+    fn type_id(&mut self, tx: &Transaction<'_>, memo: &mut WriterMemo, name: &str) -> StoreResult<i64> {
+        if let Some(id) = self.type_ids.get(name) {
+            return Ok(*id);
+        }
+        let key = (self.workspace, name.to_owned());
+        let id = match memo.event_types.get(&key) {
+            Some(id) => id,
+            None => {
+                let id = intern_event_type(tx, self.workspace, name)?;
+                memo.event_types.learn(key, id);
+                id
+            }
+        };
+        self.type_ids.insert(name.to_owned(), id);
+        Ok(id)
+    }
+
+    /// The id of the interned document with this content, counting one more reference to it. The memo knows
+    /// documents by the first 16 bytes of the body's SHA-256, too many for two bodies ever to share them.
+    fn document(&mut self, tx: &Transaction<'_>, memo: &mut WriterMemo, content: &impl Serialize) -> StoreResult<i64> {
+        let body = serialize(content)?;
+        let digest = Sha256::digest(body.as_bytes());
+        let mut first = [0_u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        let key = (self.workspace, u128::from_be_bytes(first));
+        let id = match memo.documents.get(&key) {
+            Some(id) => id,
+            None => {
+                let hash = i64::from_be_bytes(first[..8].try_into().unwrap_or_default());
+                let id = intern_document(tx, self.workspace, hash, &body)?;
+                memo.documents.learn(key, id);
+                id
+            }
+        };
+        Ok(self.reference(id))
+    }
+
+    fn reference(&mut self, document: i64) -> i64 {
+        *self.added_references.entry(document).or_default() += 1;
+        document
+    }
+}
+
+/// Whether the workspace has stored this message id (earlier in this transaction included).
+pub(crate) fn message_id_seen(conn: &Connection, workspace: WorkspaceId, message_id: &str) -> StoreResult<bool> {
+    let mut probe = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM message_ids WHERE workspace_id = ?1 AND hash = ?2)")
+        .context("preparing a message id probe")?;
+    Ok(probe
+        .query_row(params![workspace.get(), message_hash(message_id)], |row| row.get(0))
+        .context("probing a message id")?)
+}
+
+/// Appends events from the REST API. Per event this costs a contact probe (remembered for the call), a message id
+/// claim and one insert; the claim comes before a contact is created, so that a duplicate event creates nobody.
+pub(crate) fn insert_events(
+    tx: &Transaction<'_>,
+    memo: &mut WriterMemo,
+    workspace: WorkspaceId,
+    events: &[NewEvent],
+) -> StoreResult<Vec<EventOutcome>> {
+    let mut writer = EventWriter::new(workspace);
+    let mut first_stage: Option<String> = None;
+    let mut contacts_by_id: HashMap<ContactId, bool> = HashMap::new();
+    let mut contacts_by_identity: HashMap<Identity, ContactId> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        if let ContactRef::Id(id) = &event.contact {
+            let exists = match contacts_by_id.get(id) {
+                Some(exists) => *exists,
+                None => {
+                    let exists = contact_exists(tx, workspace, *id)?;
+                    contacts_by_id.insert(*id, exists);
+                    exists
+                }
+            };
+            if !exists {
+                outcomes.push(EventOutcome::UnknownContact);
+                continue;
+            }
+        }
+        if let Some(message_id) = &event.message_id {
+            if !writer.claim_message_id(tx, message_id, None)? {
+                outcomes.push(EventOutcome::Duplicate);
+                continue;
+            }
+        }
+        let contact_id = match &event.contact {
+            ContactRef::Id(id) => *id,
+            ContactRef::Identity(identity) => match contacts_by_identity.get(identity) {
+                Some(id) => *id,
+                None => {
+                    let id = match identity_owner(tx, workspace, identity)? {
+                        Some(id) => id,
+                        None => {
+                            if first_stage.is_none() {
+                                first_stage = Some(References::load(tx, workspace)?.first_stage()?.to_owned());
+                            }
+                            let stage = first_stage.as_deref().unwrap_or_default();
+                            insert_identified_contact(tx, workspace, identity, stage, now_micros())?
+                        }
+                    };
+                    contacts_by_identity.insert(identity.clone(), id);
+                    id
+                }
+            },
+        };
+        let event_id = writer.insert(
+            tx,
+            memo,
+            EventRow {
+                id: None,
+                contact: contact_id,
+                event_type: &event.event_type,
+                properties: &event.properties,
+                context: &event.context,
+                occurred_at: micros(event.occurred_at),
+                received_at: micros(event.received_at),
+                source: event.source.as_deref(),
+                source_id: None,
+                message_id: event.message_id.as_deref(),
+            },
+        )?;
+        outcomes.push(EventOutcome::Stored { contact_id, event_id });
+    }
+    writer.finish(tx)?;
+    Ok(outcomes)
+}
+
+/// Erases a contact's events with every trace of them: their message ids (and those of the contact's other
+/// messages) and the documents no other event uses.
+pub(crate) fn erase_events(
+    tx: &Transaction<'_>,
+    memo: &mut WriterMemo,
+    workspace: WorkspaceId,
+    contact: ContactId,
+) -> StoreResult<()> {
+    memo.contact_erased();
+    let mut hashes = Vec::new();
+    let mut released: HashMap<i64, i64> = HashMap::new();
+    let ids = Value::from(contact_event_ids(tx, contact)?).to_string();
+    {
+        let mut select = tx
+            .prepare_cached(
+                "SELECT message_id, page_id, context_id, context_page_id FROM events
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND workspace_id = ?2",
+            )
+            .context("preparing the events of a contact")?;
+        let mut rows = select.query(params![ids, workspace.get()]).context("reading events")?;
+        while let Some(row) = rows.next().context("reading an event")? {
+            if let Some(hash) = hash_from_stored(row.get_ref(0).context("a message id")?) {
+                hashes.push(hash);
+            }
+            for index in 1..=3 {
+                if let Some(document) = row.get::<_, Option<i64>>(index).context("a document id")? {
+                    *released.entry(document).or_default() -= 1;
+                }
+            }
+        }
+    }
+    let mut forget = tx
+        .prepare_cached("DELETE FROM message_ids WHERE workspace_id = ?1 AND hash = ?2")
+        .context("preparing a message id deletion")?;
+    for hash in hashes {
+        forget.execute(params![workspace.get(), hash]).context("forgetting a message id")?;
+    }
+    tx.execute("DELETE FROM message_ids WHERE contact_id = ?1", [contact.get()])
+        .context("forgetting a contact's message ids")?;
+    tx.execute(
+        "DELETE FROM events WHERE workspace_id = ?1 AND contact_id = ?2",
+        params![workspace.get(), contact.get()],
+    )
+    .context("deleting a contact's events")?;
+    let documents: Vec<i64> = released.keys().copied().collect();
+    add_references(tx, released.into_iter())?;
+    let mut unused = tx
+        .prepare_cached(
+            "DELETE FROM event_documents WHERE id = ?1
+                 AND (SELECT refs FROM event_document_refs WHERE document_id = ?1) <= 0",
+        )
+        .context("preparing a document deletion")?;
+    let mut uncounted = tx
+        .prepare_cached("DELETE FROM event_document_refs WHERE document_id = ?1 AND refs <= 0")
+        .context("preparing a reference count deletion")?;
+    for document in documents {
+        unused.execute([document]).context("deleting an unused document")?;
+        uncounted.execute([document]).context("deleting a reference count")?;
+    }
+    Ok(())
+}
+
+/// How many low bits of an event id its block leaves out: `id >> EVENT_BLOCK_BITS` is the block, exactly as the
+/// expression of the index `events_by_contact`, which queries must repeat to the letter to use it.
+const BLOCK: &str = "(events.id >> 16)";
+
+/// The ids of a contact's newest events that come before a timeline cursor `(at, source, id)` (events have source
+/// 1), newest first, at most `limit`. Each block of the index gives its newest; the blocks' answers are merged.
+pub(crate) fn newest_event_ids(
+    conn: &Connection,
+    contact: ContactId,
+    before: (i64, i64, i64),
+    limit: usize,
+) -> StoreResult<Vec<i64>> {
+    let (at, source, id) = before;
+    // (occurred_at, 1, id) < (at, source, id) as a bound on (occurred_at, id) alone, which the index can seek.
+    let before_id = match source.cmp(&1) {
+        std::cmp::Ordering::Greater => i64::MAX,
+        std::cmp::Ordering::Equal => id,
+        std::cmp::Ordering::Less => 0,
+    };
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT occurred_at, id FROM events
+             WHERE {BLOCK} = ?1 AND contact_id = ?2 AND (occurred_at, id) < (?3, ?4)
+             ORDER BY occurred_at DESC, id DESC LIMIT ?5"
+        ))
+        .context("preparing a contact's newest events")?;
+    let mut found: Vec<(i64, i64)> = Vec::new();
+    for block in event_blocks(conn)? {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement
+            .query_map(params![block, contact.get(), at, before_id, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+            .context("reading a contact's events")?;
+        for row in rows {
+            found.push(row.context("reading a contact's event")?);
+        }
+    }
+    found.sort_unstable_by(|left, right| right.cmp(left));
+    found.truncate(limit);
+    Ok(found.into_iter().map(|(_, id)| id).collect())
+}
+
+/// Every event id of a contact.
+pub(crate) fn contact_event_ids(conn: &Connection, contact: ContactId) -> StoreResult<Vec<i64>> {
+    let mut statement = conn
+        .prepare_cached(&format!("SELECT id FROM events WHERE {BLOCK} = ?1 AND contact_id = ?2"))
+        .context("preparing a contact's events")?;
+    let mut ids = Vec::new();
+    for block in event_blocks(conn)? {
+        let rows = statement.query_map(params![block, contact.get()], |row| row.get(0)).context("reading events")?;
+        for row in rows {
+            ids.push(row.context("reading an event id")?);
+        }
+    }
+    Ok(ids)
+}
+
+/// The blocks that hold events, newest first.
+fn event_blocks(conn: &Connection) -> StoreResult<impl Iterator<Item = i64>> {
+    let mut statement =
+        conn.prepare_cached(&format!("SELECT max{BLOCK} FROM events")).context("preparing the newest block")?;
+    let newest: Option<i64> = statement.query_row([], |row| row.get(0)).context("reading the newest block")?;
+    Ok(newest.map_or(0..=-1, |newest| 0..=newest).rev())
+}
+
+/// The columns the timeline selects for an event, after its time, source and id; read by [`event_data`].
+pub(crate) const EVENT_TIMELINE_COLUMNS: &str = "event_types.name, events.properties, page.body, context.body,
+    context_page.body, events.source, events.source_id, events.message_id, events.received_delay";
+
+/// The joins [`EVENT_TIMELINE_COLUMNS`] needs.
+pub(crate) const EVENT_TIMELINE_JOINS: &str = "JOIN event_types ON event_types.id = events.type_id
+    LEFT JOIN event_documents AS page ON page.id = events.page_id
+    LEFT JOIN event_documents AS context ON context.id = events.context_id
+    LEFT JOIN event_documents AS context_page ON context_page.id = events.context_page_id";
+
+/// An event as the timeline shows it, rebuilt from the columns of [`EVENT_TIMELINE_COLUMNS`] starting at `first`:
+/// `{"id", "type", "properties", "context", "source", "message_id", "received_at"}`. The source is the REST API's
+/// free text, or the tracking source's id as a decimal string.
+pub(crate) fn event_data(row: &Row<'_>, first: usize, id: i64, occurred_at: i64) -> rusqlite::Result<Value> {
+    let mut properties = object_at(row, first + 1)?;
+    properties.extend(object_at(row, first + 2)?);
+    let mut context = object_at(row, first + 3)?;
+    if let Some(page) = row.get::<_, Option<String>>(first + 4)? {
+        context.insert("page".to_owned(), parse(first + 4, &page)?);
+    }
+    let source = match row.get::<_, Option<String>>(first + 5)? {
+        Some(source) => Some(source),
+        None => row.get::<_, Option<i64>>(first + 6)?.map(|id| id.to_string()),
+    };
+    let message_id = message_id_from_stored(row.get_ref(first + 7)?);
+    let received_at = time_from_micros(occurred_at + row.get::<_, i64>(first + 8)?)?;
+    Ok(json!({
+        "id": id,
+        "type": row.get::<_, String>(first)?,
+        "properties": properties,
+        "context": context,
+        "source": source,
+        "message_id": message_id,
+        "received_at": received_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    }))
+}
+
+/// Copies the events of the first schema (`events_v1`, one JSON text per column and a unique index on message ids)
+/// into the current layout, keeping their ids, then drops the old table.
+pub(crate) fn upgrade_events_v1(tx: &Transaction<'_>) -> StoreResult<()> {
+    let mut memo = WriterMemo::default();
+    let mut writers: HashMap<WorkspaceId, EventWriter> = HashMap::new();
+    {
+        let mut select = tx
+            .prepare(
+                "SELECT id, workspace_id, contact_id, type, properties, context, occurred_at, received_at, source,
+                     message_id
+                 FROM events_v1 ORDER BY id",
+            )
+            .context("preparing to read events_v1")?;
+        let mut rows = select.query([]).context("reading events_v1")?;
+        while let Some(row) = rows.next().context("reading an event of events_v1")? {
+            let workspace = WorkspaceId::new(row.get(1).context("workspace_id")?);
+            let writer = writers.entry(workspace).or_insert_with(|| EventWriter::new(workspace));
+            let event_type: String = row.get(3).context("type")?;
+            let properties = json_object_at(row, 4).context("properties")?;
+            let context = json_object_at(row, 5).context("context")?;
+            let source: Option<String> = row.get(8).context("source")?;
+            let message_id: Option<String> = row.get(9).context("message_id")?;
+            if let Some(message_id) = &message_id {
+                writer.claim_message_id(tx, message_id, None)?;
+            }
+            let event = EventRow {
+                id: Some(row.get(0).context("id")?),
+                contact: ContactId::new(row.get(2).context("contact_id")?),
+                event_type: &event_type,
+                properties: &properties,
+                context: &context,
+                occurred_at: row.get(6).context("occurred_at")?,
+                received_at: row.get(7).context("received_at")?,
+                source: source.as_deref(),
+                source_id: None,
+                message_id: message_id.as_deref(),
+            };
+            writer.insert(tx, &mut memo, event)?;
+        }
+    }
+    for writer in writers.into_values() {
+        writer.finish(tx)?;
+    }
+    tx.execute_batch("DROP TABLE events_v1").context("dropping events_v1")?;
+    Ok(())
+}
+
+fn is_page_key(key: &str) -> bool {
+    PAGE_PROPERTY_KEYS.contains(&key)
+}
+
+/// Whether the context's page is exactly the page-describing part of the properties.
+fn same_page(properties: &Map<String, Value>, page: &Map<String, Value>) -> bool {
+    let page_properties = properties.keys().filter(|key| is_page_key(key)).count();
+    page.len() == page_properties
+        && page.iter().all(|(key, value)| is_page_key(key) && properties.get(key) == Some(value))
+}
+
+/// The entries of a JSON object whose keys pass `keep`, serialized as an object of their own without copying.
+struct Only<'a> {
+    map: &'a Map<String, Value>,
+    keep: fn(&str) -> bool,
+}
+
+impl Only<'_> {
+    fn len(&self) -> usize {
+        self.map.keys().filter(|key| (self.keep)(key)).count()
+    }
+}
+
+impl Serialize for Only<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.map.iter().filter(|(key, _)| (self.keep)(key)))
+    }
+}
+
+fn serialize(value: &impl Serialize) -> StoreResult<String> {
+    Ok(serde_json::to_string(value).context("serializing JSON")?)
+}
+
+/// Finds or adds the document with this body and hash (the first eight bytes of its SHA-256, as stored). Hashes may
+/// collide, so a match is confirmed on the body.
+fn intern_document(tx: &Transaction<'_>, workspace: WorkspaceId, hash: i64, body: &str) -> StoreResult<i64> {
+    let mut find = tx
+        .prepare_cached("SELECT id, body FROM event_documents WHERE workspace_id = ?1 AND hash = ?2")
+        .context("preparing a document lookup")?;
+    let mut rows = find.query(params![workspace.get(), hash]).context("looking up a document")?;
+    while let Some(row) = rows.next().context("reading a document")? {
+        if let ValueRef::Text(stored) = row.get_ref(1).context("a document body")? {
+            if stored == body.as_bytes() {
+                return Ok(row.get(0).context("a document id")?);
+            }
+        }
+    }
+    let mut insert = tx
+        .prepare_cached("INSERT INTO event_documents (workspace_id, hash, body) VALUES (?1, ?2, ?3)")
+        .context("preparing a document insert")?;
+    insert.execute(params![workspace.get(), hash, body]).context("adding a document")?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn intern_event_type(tx: &Transaction<'_>, workspace: WorkspaceId, name: &str) -> StoreResult<i64> {
+    let mut find = tx
+        .prepare_cached("SELECT id FROM event_types WHERE workspace_id = ?1 AND name = ?2")
+        .context("preparing an event type lookup")?;
+    let found: Option<i64> = find
+        .query_row(params![workspace.get(), name], |row| row.get(0))
+        .optional()
+        .context("looking up an event type")?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    let mut insert = tx
+        .prepare_cached("INSERT INTO event_types (workspace_id, name) VALUES (?1, ?2)")
+        .context("preparing an event type insert")?;
+    insert.execute(params![workspace.get(), name]).context("adding an event type")?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn add_references(tx: &Transaction<'_>, deltas: impl Iterator<Item = (i64, i64)>) -> StoreResult<()> {
+    let mut update = tx
+        .prepare_cached(
+            "INSERT INTO event_document_refs (document_id, refs) VALUES (?1, ?2)
+             ON CONFLICT (document_id) DO UPDATE SET refs = refs + excluded.refs",
+        )
+        .context("preparing a reference count update")?;
+    for (document, delta) in deltas {
+        update.execute(params![document, delta]).context("counting document references")?;
+    }
+    Ok(())
+}
+
+fn object_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Map<String, Value>> {
+    match row.get::<_, Option<String>>(index)? {
+        None => Ok(Map::new()),
+        Some(text) => match parse(index, &text)? {
+            Value::Object(map) => Ok(map),
+            _ => Err(corrupt(index, "not a JSON object".to_owned())),
+        },
+    }
+}
+
+fn parse(index: usize, text: &str) -> rusqlite::Result<Value> {
+    serde_json::from_str(text).map_err(|error| corrupt(index, error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// The block expression of the queries must be the index's to the letter, or SQLite scans the whole table.
+    #[test]
+    fn contact_queries_use_the_block_index() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = crate::SqliteStore::open(&directory.path().join("plan.db")).unwrap();
+        drop(store);
+        let conn = Connection::open(directory.path().join("plan.db")).unwrap();
+        let plan = |sql: &str| {
+            let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = statement.query_map([], |row| row.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let newest = plan(&format!(
+            "SELECT occurred_at, id FROM events WHERE {BLOCK} = 1 AND contact_id = 2 AND (occurred_at, id) < (3, 4)
+             ORDER BY occurred_at DESC, id DESC LIMIT 5"
+        ));
+        assert!(newest.contains("USING COVERING INDEX events_by_contact") && !newest.contains("TEMP B-TREE"), "{newest}");
+        let all = plan(&format!("SELECT id FROM events WHERE {BLOCK} = 1 AND contact_id = 2"));
+        assert!(all.contains("USING COVERING INDEX events_by_contact"), "{all}");
+    }
+}
