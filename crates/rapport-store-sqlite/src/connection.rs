@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use rapport_store::StoreResult;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::events::upgrade_events_v1;
 use crate::memo::WriterMemo;
+use crate::upgrade::upgrade_events_v1;
 
 /// A schema change: a script, and for changes that re-encode data, a step in Rust run after it in the same
 /// transaction.
@@ -113,14 +113,8 @@ impl SqliteStore {
             let transaction = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .context("starting a write transaction")?;
-            let started = std::time::Instant::now();
-            let worked = work(&transaction, memo);
-            let work_time = started.elapsed();
-            let committed =
-                worked.and_then(|value| transaction.commit().context("committing").map(|()| value).map_err(Into::into));
-            if std::env::var("RAPPORT_TIMING").is_ok() {
-                eprintln!("work {:?} commit {:?}", work_time, started.elapsed() - work_time);
-            }
+            let committed = work(&transaction, memo)
+                .and_then(|value| transaction.commit().context("committing").map(|()| value).map_err(Into::into));
             match committed {
                 Ok(_) => memo.committed(),
                 Err(_) => memo.rolled_back(),

@@ -9,7 +9,8 @@
 //! templates, `tags.rs`, `companies.rs`, `contacts.rs`, `history.rs` for activities, notes and the timeline,
 //! `sources.rs` for tracking sources, `tracking.rs` for tracking ingestion, `merge.rs` for merging contacts);
 //! `events.rs` is how events are stored (with `message_ids.rs` for message-id deduplication); `memo.rs` is what the
-//! writer remembers between transactions; `sql.rs` holds the conversions between rows and records.
+//! writer remembers between transactions; `upgrade.rs` re-encodes data for migrations; `sql.rs` holds the
+//! conversions between rows and records.
 
 #![forbid(unsafe_code)]
 
@@ -28,5 +29,6 @@ mod sql;
 mod store;
 mod tags;
 mod tracking;
+mod upgrade;
 
 pub use connection::SqliteStore;

@@ -72,7 +72,7 @@ impl Ingest<'_, '_> {
     fn apply(&mut self, message: &TrackingMessage) -> StoreResult<TrackingOutcome> {
         let TrackingMessage { message_id, source, visitor, op } = message;
         let source = *source;
-        let identities = match parse_visitor(&visitor) {
+        let identities = match parse_visitor(visitor) {
             Ok(identities) => identities,
             Err(rejection) => {
                 let seen = message_id_seen(self.tx, self.workspace, message_id)?;

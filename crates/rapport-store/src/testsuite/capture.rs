@@ -473,7 +473,7 @@ pub async fn ingest_is_idempotent(store: Arc<dyn Store>) {
     assert_eq!(timeline(store, ws, li).await, ["event Clicked"]);
 
     let newcomer = ingest(store, ws, vec![track("m-1", web, anonymous("a-new"), "Clicked", at(0))]).await;
-    assert_eq!(newcomer, [duplicate.clone()]);
+    assert_eq!(newcomer, [duplicate]);
     assert_eq!(owner_of(store, ws, IdentityKind::AnonymousId, "a-new").await, None, "a duplicate creates nobody");
 
     let rest = NewEvent {
