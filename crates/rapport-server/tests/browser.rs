@@ -10,21 +10,11 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::TestApp;
+use common::{TestApp, e2e_enabled};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 api_tests!(tracker_script_and_snippet, website_tracker_in_chromium);
-
-/// The browser test needs Chromium and `tests/browser`'s packages, which `.ci/run` installs; without
-/// `RAPPORT_E2E=1` it says so and passes without running, so that `cargo test` works on a machine without them.
-fn e2e_enabled(test: &str) -> bool {
-    let enabled = std::env::var("RAPPORT_E2E").is_ok_and(|value| value == "1");
-    if !enabled {
-        eprintln!("{test}: skipped; set RAPPORT_E2E=1 after installing Chromium and tests/browser (see .ci/run)");
-    }
-    enabled
-}
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::TestApp;
+use common::{TestApp, e2e_enabled};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -23,16 +23,6 @@ api_tests!(
     beacon_gzip_and_pixel,
     anonymous_history_joins_the_identified_contact,
 );
-
-/// The official clients need Python and Node packages that `.ci/run` installs; without `RAPPORT_E2E=1` these tests
-/// say so and pass without running, so that `cargo test` works on a machine without them.
-fn e2e_enabled(test: &str) -> bool {
-    let enabled = std::env::var("RAPPORT_E2E").is_ok_and(|value| value == "1");
-    if !enabled {
-        eprintln!("{test}: skipped; set RAPPORT_E2E=1 after installing tests/clients (see .ci/run)");
-    }
-    enabled
-}
 
 fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients")

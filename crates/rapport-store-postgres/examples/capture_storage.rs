@@ -133,7 +133,7 @@ async fn relation_sizes(connection: &mut PgConnection, table: &str) -> Vec<(Stri
     .fetch_all(connection)
     .await
     .unwrap();
-    sizes.sort_by(|a, b| b.1.cmp(&a.1));
+    sizes.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
     sizes
 }
 

@@ -1,5 +1,6 @@
 //! Opening the database: the pool, the migrations, transactions and the workspace locks.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -7,6 +8,8 @@ use rapport_domain::WorkspaceId;
 use rapport_store::StoreResult;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use crate::events::SharedDocuments;
 
 /// Enough connections to keep both cores of a small server busy while some requests wait on locks or the network;
 /// more would only add contention inside PostgreSQL.
@@ -16,6 +19,7 @@ const MAX_CONNECTIONS: u32 = 12;
 #[derive(Clone)]
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    pub(crate) shared_documents: Arc<SharedDocuments>,
 }
 
 /// Transaction-scoped advisory locks on one workspace. The first key of PostgreSQL's two-key advisory lock names
@@ -37,9 +41,10 @@ pub(crate) enum WorkspaceLock {
     /// Held while the stage or lead status list of the workspace is reordered, so that concurrent edits do not
     /// renumber from stale positions.
     Lists = 3,
-    /// Held shared by event ingestion from the moment it looks its contacts up, and exclusively by
-    /// `delete_contact`, so that no event is written for a contact that is being erased. It stands in for the
-    /// foreign key that events do not have, while letting ingestion calls run side by side.
+    /// Held shared by event ingestion from the moment it looks its contacts up, and exclusively by everything that
+    /// deletes contacts: `delete_contact` and merges (`merge_contacts`, and tracking calls that may merge), so that
+    /// no event is written for a contact that is being erased or merged away. It stands in for the foreign key that
+    /// events do not have, while letting ingestion calls run side by side.
     Erasure = 4,
 }
 
@@ -61,7 +66,7 @@ impl PostgresStore {
             .await
             .context("connecting to PostgreSQL")?;
         sqlx::migrate!().run(&pool).await.context("migrating the PostgreSQL database")?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore { pool, shared_documents: Arc::default() })
     }
 
     pub(crate) async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {

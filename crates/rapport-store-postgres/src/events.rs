@@ -2,7 +2,7 @@
 //! how the timeline reads them back.
 //!
 //! `events` is the table that grows fastest, so a row holds little more than numbers (see the migration
-//! `0002_capture.sql`, and the `event_storage` test for what a row costs):
+//! `0002_capture.sql`, and the `capture_storage` example for what an event costs):
 //! - the type and the REST API's free-text source are ids into `event_names`;
 //! - JSON that repeats across events is interned in `event_documents` and referenced by id: the context without
 //!   its page (the same for every event of a device: user agent, library, locale, IP address), the context's page,
@@ -11,7 +11,11 @@
 //! - the message id is kept compactly, and deduplicated through its hash (see `message_ids.rs`).
 //!
 //! A call writes its events with a handful of statements whatever their number: one look-up of the names it uses,
-//! one of its documents (and an insert of the new ones), one insert of the events.
+//! one of its documents (and an insert of the new ones), one insert of the events. Splitting the events and
+//! hashing their documents needs no database ([`PreparedEvents`]), so the tracking API does it on a blocking thread
+//! while the database resolves the call's visitors.
+
+mod interning;
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,9 +28,12 @@ use sqlx::PgConnection;
 
 use crate::batch::{create_identified_contacts, resolve_identities};
 use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace, lock_workspace_shared};
-use crate::message_ids::{document_hash, message_hash, message_id_from_stored, stored_message_id};
+use crate::message_ids::{message_hash, message_id_from_stored, stored_message_id};
 use crate::sql::violated_unique_constraint;
 use crate::tags::allocate_ids;
+
+pub(crate) use interning::SharedDocuments;
+use interning::{Documents, NameIds};
 
 /// Properties that describe the page a page view was on, interned as one document when the properties have a
 /// `url` or a `path` (the Segment page spec's fields, plus the page call's name and category).
@@ -102,21 +109,46 @@ impl PreparedEvents {
                 (Some(page), Some(context_page)) if &page == context_page => None,
                 (page, _) => Some(page),
             };
-            let context_page_slot = context_page.map(|page| documents.intern(page));
+            let context_page_slot = context_page.as_ref().map(|page| documents.intern(page));
             let page_slot = match page {
                 None => context_page_slot,
-                Some(page) => page.map(|page| documents.intern(page)),
+                Some(page) => page.as_ref().map(|page| documents.intern(page)),
             };
             events.push(PreparedEvent {
                 type_name: names.intern("type", payload.event_type),
                 source_name: payload.source_name.map(|name| names.intern("source", name)),
-                documents: [(!context.is_empty()).then(|| documents.intern(context)), context_page_slot, page_slot],
+                documents: [(!context.is_empty()).then(|| documents.intern(&context)), context_page_slot, page_slot],
                 properties: Value::Object(properties),
                 occurred_at: payload.occurred_at,
                 received_at: payload.received_at,
             });
         }
         PreparedEvents { events, names, documents }
+    }
+
+    /// Applies the merges made since [`PreparedEvents::look_up_documents`] ran to the sole contacts it found.
+    pub(crate) fn follow_merges(&mut self, survivor_of: impl Fn(i64) -> i64) {
+        for (_, sole_contact) in self.documents.found.values_mut() {
+            *sole_contact = sole_contact.map(&survivor_of);
+        }
+    }
+
+    /// Looks up the documents that exist already, before the events' contacts are known, so that this can run on
+    /// another connection while the caller's resolves the contacts. [`write_events`] looks up only what is left.
+    pub(crate) async fn look_up_documents(
+        &mut self,
+        connection: &mut PgConnection,
+        workspace: WorkspaceId,
+        cache: &SharedDocuments,
+    ) -> StoreResult<()> {
+        let documents = &mut self.documents;
+        let wanted: Vec<usize> = (0..documents.wanted.len())
+            .filter(|slot| cache.get(workspace, &documents.wanted[*slot].hash).is_none())
+            .collect();
+        for (slot, id, sole_contact) in documents.look_up(connection, workspace, &wanted).await? {
+            documents.found.insert(slot, (id, sole_contact));
+        }
+        Ok(())
     }
 }
 
@@ -130,15 +162,17 @@ pub(crate) enum EventWrite {
 }
 
 /// Writes the placed events and returns what became of each, in order. The caller holds the erasure lock at least
-/// shared, has checked that the contacts exist, and has looked up the message hashes (so that the insert needs no
-/// `ON CONFLICT`, which costs about half as much again: a concurrent transaction that stores one of them first
-/// makes the insert fail, and it is then repeated with `ON CONFLICT DO NOTHING`).
+/// shared and has checked that the contacts exist. The insert has no `ON CONFLICT`, which costs about half as much
+/// again: callers look message hashes up first where a duplicate would matter to them, and when a stored one
+/// comes through anyway (a concurrent transaction stored it first, or the caller relied on this), the insert fails
+/// and is repeated with `ON CONFLICT DO NOTHING`.
 pub(crate) async fn write_events(
     connection: &mut PgConnection,
     workspace: WorkspaceId,
     mut prepared: PreparedEvents,
     placements: Vec<EventPlacement>,
     ids: EventIds,
+    shared_documents: &SharedDocuments,
 ) -> StoreResult<Vec<EventWrite>> {
     if placements.is_empty() {
         return Ok(Vec::new());
@@ -154,7 +188,7 @@ pub(crate) async fn write_events(
         }
     }
     let name_ids = prepared.names.resolve(connection, workspace).await?;
-    let document_ids = prepared.documents.resolve(connection, workspace).await?;
+    let document_ids = prepared.documents.resolve(connection, workspace, shared_documents).await?;
 
     let mut columns = EventColumns::with_capacity(placements.len());
     for placement in placements {
@@ -181,7 +215,7 @@ pub(crate) async fn write_events(
             }
             None => {
                 columns.message_hashes.push(None);
-                columns.message_ids.push(None);
+                columns.message_ids.push(Vec::new());
             }
         }
     }
@@ -191,17 +225,25 @@ pub(crate) async fn write_events(
     columns.insert(connection).await
 }
 
-/// The message hashes among `hashes` that the workspace has stored, by events or by other tracking messages.
-pub(crate) async fn stored_message_hashes(connection: &mut PgConnection, hashes: &[i64]) -> StoreResult<HashSet<i64>> {
+/// The message hashes among `hashes` that the workspace has stored. All are looked up among the message ids of
+/// tracking messages that stored no event, which no constraint covers; those whose `probe_events` is set among
+/// events' too. For the others the caller relies on the event insert, which finds a stored one through the unique
+/// index (see [`write_events`]).
+pub(crate) async fn stored_message_hashes(
+    connection: &mut PgConnection,
+    hashes: &[i64],
+    probe_events: &[bool],
+) -> StoreResult<HashSet<i64>> {
     if hashes.is_empty() {
         return Ok(HashSet::new());
     }
     let stored: Vec<i64> = sqlx::query_scalar(
-        "SELECT wanted.hash FROM UNNEST($1::bigint[]) AS wanted (hash)
-         WHERE EXISTS (SELECT 1 FROM events WHERE message_hash = wanted.hash)
-             OR EXISTS (SELECT 1 FROM message_ids WHERE message_hash = wanted.hash)",
+        "SELECT wanted.hash FROM UNNEST($1::bigint[], $2::bool[]) AS wanted (hash, probe_events)
+         WHERE EXISTS (SELECT 1 FROM message_ids WHERE message_hash = wanted.hash)
+             OR (wanted.probe_events AND EXISTS (SELECT 1 FROM events WHERE message_hash = wanted.hash))",
     )
     .bind(hashes)
+    .bind(probe_events)
     .fetch_all(connection)
     .await
     .context("probing message ids")?;
@@ -209,10 +251,9 @@ pub(crate) async fn stored_message_hashes(connection: &mut PgConnection, hashes:
 }
 
 impl PostgresStore {
-    /// A call resolves the contacts its events name with one query per kind of reference, creates the missing
-    /// ones in bulk (under the contact lock, taken only then), and writes all events at once; the insert's
-    /// `ON CONFLICT DO NOTHING` on the message hash tells duplicates apart. Calls that create no contact hold only
-    /// the shared erasure lock, so they run side by side.
+    /// A call resolves the contacts its events name with one query per kind of reference, looks its message ids
+    /// up, creates the missing contacts in bulk (under the contact lock, taken only then), and writes all events at
+    /// once. Calls that create no contact hold only the shared erasure lock, so they run side by side.
     pub(crate) async fn insert_events(
         &self,
         workspace: WorkspaceId,
@@ -247,7 +288,7 @@ impl PostgresStore {
             .map(|event| event.message_id.as_deref().map(|message_id| message_hash(workspace, message_id)))
             .collect();
         let probed: Vec<i64> = hashes.iter().flatten().copied().collect();
-        let stored = stored_message_hashes(&mut tx, &probed).await?;
+        let stored = stored_message_hashes(&mut tx, &probed, &vec![true; probed.len()]).await?;
 
         let mut outcomes = vec![EventOutcome::Duplicate; events.len()];
         let mut accepted: Vec<(usize, NewEvent)> = Vec::with_capacity(events.len());
@@ -313,7 +354,8 @@ impl PostgresStore {
         let indexes: Vec<(usize, i64)> =
             accepted_indexes.into_iter().zip(placements.iter().map(|placement| placement.contact_id)).collect();
         let prepared = PreparedEvents::prepare(payloads);
-        let written = write_events(&mut tx, workspace, prepared, placements, EventIds::Report).await?;
+        let written =
+            write_events(&mut tx, workspace, prepared, placements, EventIds::Report, &self.shared_documents).await?;
         commit(tx).await?;
         for ((index, contact_id), written) in indexes.into_iter().zip(written) {
             if let EventWrite::Stored(Some(event_id)) = written {
@@ -385,213 +427,11 @@ fn split_page_properties(mut properties: Map<String, Value>) -> (Map<String, Val
     }
     let mut page = Map::new();
     for key in PAGE_PROPERTY_KEYS {
-        if let Some(value) = properties.remove(key) {
-            page.insert(key.to_owned(), value);
+        if let Some((key, value)) = properties.remove_entry(key) {
+            page.insert(key, value);
         }
     }
     (properties, Some(page))
-}
-
-/// The event names a call uses, by slot.
-#[derive(Default)]
-struct NameIds {
-    slots: HashMap<(&'static str, String), usize>,
-    wanted: Vec<(&'static str, String)>,
-    used: Vec<bool>,
-}
-
-impl NameIds {
-    fn intern(&mut self, kind: &'static str, name: String) -> usize {
-        let key = (kind, name);
-        if let Some(slot) = self.slots.get(&key) {
-            return *slot;
-        }
-        let slot = self.wanted.len();
-        self.wanted.push(key.clone());
-        self.used.push(false);
-        self.slots.insert(key, slot);
-        slot
-    }
-
-    fn used(&mut self, slot: usize) {
-        self.used[slot] = true;
-    }
-
-    /// The id of every used slot's name (0 for the others), adding the names the workspace does not have yet.
-    /// Names are inserted only when missing, so that the sequence is not spent on every call.
-    async fn resolve(&self, connection: &mut PgConnection, workspace: WorkspaceId) -> StoreResult<Vec<i32>> {
-        let mut ids: Vec<Option<i32>> = self.used.iter().map(|used| (!used).then_some(0)).collect();
-        for attempt in 0..2 {
-            let missing: Vec<usize> = (0..ids.len()).filter(|slot| ids[*slot].is_none()).collect();
-            if missing.is_empty() {
-                break;
-            }
-            let kinds: Vec<&str> = missing.iter().map(|slot| self.wanted[*slot].0).collect();
-            let names: Vec<&str> = missing.iter().map(|slot| self.wanted[*slot].1.as_str()).collect();
-            let found: Vec<(i64, i32)> = sqlx::query_as(
-                "SELECT wanted.ordinal, n.id
-                 FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS wanted (kind, name, ordinal)
-                 JOIN event_names n ON n.workspace_id = $1 AND n.kind = wanted.kind AND n.name = wanted.name",
-            )
-            .bind(workspace.get())
-            .bind(&kinds)
-            .bind(&names)
-            .fetch_all(&mut *connection)
-            .await
-            .context("looking up event names")?;
-            for (ordinal, id) in found {
-                ids[missing[ordinal_index(ordinal)?]] = Some(id);
-            }
-            let absent: Vec<usize> = missing.into_iter().filter(|slot| ids[*slot].is_none()).collect();
-            if absent.is_empty() || attempt == 1 {
-                break;
-            }
-            // A name another transaction adds meanwhile is skipped here and found by the second look-up.
-            let kinds: Vec<&str> = absent.iter().map(|slot| self.wanted[*slot].0).collect();
-            let names: Vec<&str> = absent.iter().map(|slot| self.wanted[*slot].1.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO event_names (workspace_id, kind, name)
-                 SELECT $1, kind, name FROM UNNEST($2::text[], $3::text[]) AS new (kind, name)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(workspace.get())
-            .bind(&kinds)
-            .bind(&names)
-            .execute(&mut *connection)
-            .await
-            .context("adding event names")?;
-        }
-        ids.into_iter().map(|id| id.context("every event name has an id").map_err(Into::into)).collect()
-    }
-}
-
-/// The documents a call uses, by slot, with the contacts that use them.
-#[derive(Default)]
-struct Documents {
-    slots: HashMap<[u8; 16], usize>,
-    wanted: Vec<WantedDocument>,
-}
-
-struct WantedDocument {
-    hash: [u8; 16],
-    body: String,
-    users: DocumentUsers,
-}
-
-/// Which contacts of the call use a document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DocumentUsers {
-    Nobody,
-    One(i64),
-    Several,
-}
-
-impl DocumentUsers {
-    fn sole_contact(self) -> Option<i64> {
-        match self {
-            DocumentUsers::One(contact) => Some(contact),
-            DocumentUsers::Nobody | DocumentUsers::Several => None,
-        }
-    }
-}
-
-impl Documents {
-    fn intern(&mut self, content: Map<String, Value>) -> usize {
-        let body = Value::Object(content).to_string();
-        let hash = document_hash(&body);
-        if let Some(slot) = self.slots.get(&hash) {
-            return *slot;
-        }
-        let slot = self.wanted.len();
-        self.slots.insert(hash, slot);
-        self.wanted.push(WantedDocument { hash, body, users: DocumentUsers::Nobody });
-        slot
-    }
-
-    fn used_by(&mut self, slot: usize, contact: i64) {
-        let users = &mut self.wanted[slot].users;
-        *users = match *users {
-            DocumentUsers::Nobody => DocumentUsers::One(contact),
-            DocumentUsers::One(sole) if sole == contact => DocumentUsers::One(sole),
-            DocumentUsers::One(_) | DocumentUsers::Several => DocumentUsers::Several,
-        };
-    }
-
-    /// The id of every used slot's document (0 for the others), adding the new ones, and marking as shared the
-    /// documents that a contact other than their sole one now uses.
-    async fn resolve(&self, connection: &mut PgConnection, workspace: WorkspaceId) -> StoreResult<Vec<i32>> {
-        let mut ids: Vec<Option<i32>> =
-            self.wanted.iter().map(|wanted| (wanted.users == DocumentUsers::Nobody).then_some(0)).collect();
-        let mut now_shared: Vec<i32> = Vec::new();
-        for attempt in 0..2 {
-            let missing: Vec<usize> = (0..ids.len()).filter(|slot| ids[*slot].is_none()).collect();
-            if missing.is_empty() {
-                break;
-            }
-            let hashes: Vec<&[u8]> = missing.iter().map(|slot| &self.wanted[*slot].hash[..]).collect();
-            let found: Vec<(i64, i32, Option<i64>)> = sqlx::query_as(
-                "SELECT wanted.ordinal, d.id, d.sole_contact_id
-                 FROM UNNEST($2::bytea[]) WITH ORDINALITY AS wanted (hash, ordinal)
-                 CROSS JOIN LATERAL (
-                     SELECT id, sole_contact_id FROM event_documents
-                     WHERE workspace_id = $1 AND hash = wanted.hash OFFSET 0
-                 ) AS d",
-            )
-            .bind(workspace.get())
-            .bind(&hashes)
-            .fetch_all(&mut *connection)
-            .await
-            .context("looking up event documents")?;
-            for (ordinal, id, sole_contact) in found {
-                let slot = missing[ordinal_index(ordinal)?];
-                ids[slot] = Some(id);
-                if sole_contact.is_some() && sole_contact != self.wanted[slot].users.sole_contact() {
-                    now_shared.push(id);
-                }
-            }
-            let absent: Vec<usize> = missing.into_iter().filter(|slot| ids[*slot].is_none()).collect();
-            if absent.is_empty() || attempt == 1 {
-                break;
-            }
-            let hashes: Vec<&[u8]> = absent.iter().map(|slot| &self.wanted[*slot].hash[..]).collect();
-            let sole_contacts: Vec<Option<i64>> =
-                absent.iter().map(|slot| self.wanted[*slot].users.sole_contact()).collect();
-            let bodies: Vec<&str> = absent.iter().map(|slot| self.wanted[*slot].body.as_str()).collect();
-            // A document another transaction adds meanwhile is skipped here and found by the second look-up.
-            let inserted: Vec<(Vec<u8>, i32)> = sqlx::query_as(
-                "INSERT INTO event_documents (workspace_id, hash, sole_contact_id, body)
-                 SELECT $1, hash, sole_contact_id, body::jsonb
-                 FROM UNNEST($2::bytea[], $3::bigint[], $4::text[]) AS new (hash, sole_contact_id, body)
-                 ON CONFLICT DO NOTHING
-                 RETURNING hash, id",
-            )
-            .bind(workspace.get())
-            .bind(&hashes)
-            .bind(&sole_contacts)
-            .bind(&bodies)
-            .fetch_all(&mut *connection)
-            .await
-            .context("adding event documents")?;
-            for (hash, id) in inserted {
-                let slot = <[u8; 16]>::try_from(hash.as_slice()).ok().and_then(|hash| self.slots.get(&hash));
-                if let Some(slot) = slot {
-                    ids[*slot] = Some(id);
-                }
-            }
-        }
-        if !now_shared.is_empty() {
-            sqlx::query("UPDATE event_documents SET sole_contact_id = NULL WHERE id = ANY($1)")
-                .bind(&now_shared)
-                .execute(&mut *connection)
-                .await
-                .context("marking event documents shared")?;
-        }
-        ids.into_iter().map(|id| id.context("every event document has an id").map_err(Into::into)).collect()
-    }
-}
-
-fn ordinal_index(ordinal: i64) -> anyhow::Result<usize> {
-    usize::try_from(ordinal - 1).context("an ordinal out of range")
 }
 
 /// Event rows as parallel arrays, the shape `UNNEST` takes.
@@ -608,7 +448,7 @@ struct EventColumns {
     context_page_ids: Vec<i32>,
     page_ids: Vec<i32>,
     properties: Vec<Value>,
-    message_ids: Vec<Option<Vec<u8>>>,
+    message_ids: Vec<Vec<u8>>,
 }
 
 /// The columns an insert binds from `$1` on, ids first.

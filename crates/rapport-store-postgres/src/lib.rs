@@ -4,9 +4,9 @@
 //! Queries are runtime strings (the build needs no database); the migrations in `migrations/` are embedded and run
 //! by [`PostgresStore::connect`].
 //!
-//! Batch writes are set-based: `upsert_contacts` and `insert_events` resolve every identity of a call with one
-//! query, plan the changes in memory and write each table with one statement over `UNNEST`ed arrays, so a call costs
-//! a dozen round trips however many items it carries. Lookups of a batch's keys are written as
+//! Batch writes are set-based: `upsert_contacts`, `insert_events` and `ingest_tracking` resolve every identity of a
+//! call with one query, plan the changes in memory and write each table with one statement over `UNNEST`ed arrays,
+//! so a call costs a dozen round trips however many items it carries. Lookups of a batch's keys are written as
 //! `UNNEST(keys) CROSS JOIN LATERAL (… OFFSET 0)`, which plans as one index probe per key whatever the statistics
 //! say: to the planner a workspace filter looks selective, but for a large tenant it is the whole table, and a hash
 //! join over it costs more than the rest of the call.
@@ -14,13 +14,17 @@
 //! Where things are: `connection.rs` opens and migrates, and holds the workspace locks; `store.rs` maps the trait
 //! onto the area modules: `access.rs` for workspaces, users and API keys, `schema.rs` for fields, stages, statuses
 //! and note templates, `tags.rs`, `companies.rs`, `contacts.rs` for reads and single-contact writes, `batch.rs`
-//! (with `batch/plan.rs` and `batch/rows.rs`) for the contact write planner shared by upserts, updates and events,
-//! and `history.rs` for events, notes and the timeline. `sql.rs` holds the conversions between rows and records.
+//! (with `batch/plan.rs` and `batch/rows.rs`) for the contact write planner shared by upserts, updates, events and
+//! identify calls, `history.rs` for activities, notes and the timeline, `events.rs` for how events are stored and
+//! read back (with `events/interning.rs` for the names and documents they share, and `message_ids.rs` for the
+//! message-id hash and compact form), `sources.rs` for tracking sources, `tracking.rs` for the tracking API's calls,
+//! and `merge.rs` for merging contacts. `sql.rs` holds the conversions between rows and records.
 //!
 //! Architecture invariant: every transaction that writes contact rows, identities, tag links or activities, or
-//! deletes a contact, holds the workspace's contact lock, and event ingestion holds the erasure lock (see
-//! [`connection::WorkspaceLock`]). Identity resolution relies on the first to never race, and the tables that
-//! carry no foreign key (all those that hang off contacts) rely on both for their integrity.
+//! deletes a contact, holds the workspace's contact lock; event ingestion holds the erasure lock shared, and
+//! everything that deletes contacts (erasure and merges) holds it exclusively (see [`connection::WorkspaceLock`]).
+//! Identity resolution relies on the first to never race, and the tables that carry no foreign key (all those that
+//! hang off contacts) rely on both for their integrity.
 
 #![forbid(unsafe_code)]
 

@@ -227,7 +227,7 @@ fn preference<'a>(survivor: &'a MergeRow, absorbed: &'a MergeRow) -> [&'a MergeR
 fn merged_fields(first: &Map<String, Value>, second: &Map<String, Value>) -> Map<String, Value> {
     let mut merged = second.clone();
     for (key, value) in first {
-        if !is_empty_value(value) || !merged.get(key).is_some_and(|other| !is_empty_value(other)) {
+        if !is_empty_value(value) || merged.get(key).is_none_or(is_empty_value) {
             merged.insert(key.clone(), value.clone());
         }
     }

@@ -8,22 +8,25 @@
 //! faster hash because the value is stored: it must never change between builds, and nobody may choose ids that
 //! collide with someone else's. The migration that created the column computes the same value in SQL.
 //!
-//! An event keeps its message id in `events.message_id`, in the smallest form that still gives the id back
-//! exactly, with the same rules as the SQLite backend so that both show the same timeline:
-//! - ids that end in a UUID or a long run of lowercase hex digits (what tracking libraries generate) have the hex
-//!   packed two digits to a byte;
-//! - other ids of at most [`MAX_VERBATIM_BYTES`] bytes are kept as they are, after a tag byte;
-//! - of longer ids only the hash is kept, and the timeline shows no message id.
+//! An event keeps its message id in `events.message_id` only while that stays small, since it is paid for on every
+//! event, with the same rules as the SQLite backend so that both show the same timeline:
+//! - 17 bytes for a UUID in canonical form (what most server and mobile libraries send), with a short prefix such
+//!   as `ajs-` allowed, as long as the packed form stays within [`MAX_KEPT_BYTES`];
+//! - other ids of at most [`MAX_KEPT_BYTES`] bytes as they are;
+//! - otherwise nothing (an empty value, rather than NULL, which would give the row a null bitmap): the hash alone
+//!   is kept, and the timeline shows the event without its message id. This is the case of analytics.js's
+//!   `ajs-next-` ids (41 characters) and of the ids Rapport generates for messages without one.
+//!
+//! The first byte tells the forms apart: 1 and 2 tag a packed UUID (lower or upper case), 0 tags an id kept as it
+//! is whose own first byte is one of these (the first schema's events carry it on every id); any other first byte
+//! starts an id kept as it is.
 
 use sha2::{Digest, Sha256};
 
 use rapport_domain::WorkspaceId;
 
-/// Longer ids that cannot be packed are kept as their hash only.
-const MAX_VERBATIM_BYTES: usize = 40;
-
-/// Runs of hex digits shorter than this are left as they are: packing them saves too little.
-const MIN_PACKED_HEX_DIGITS: usize = 16;
+/// Ids that take more room than this, even packed, are kept as their hash only.
+const MAX_KEPT_BYTES: usize = 24;
 
 const UUID_LENGTH: usize = 36;
 const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
@@ -32,7 +35,6 @@ const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
 const TAG_VERBATIM: u8 = 0;
 const TAG_LOWER_UUID: u8 = 1;
 const TAG_UPPER_UUID: u8 = 2;
-const TAG_HEX: u8 = 3;
 
 /// The deduplication key of a message id within its workspace.
 pub(crate) fn message_hash(workspace: WorkspaceId, message_id: &str) -> i64 {
@@ -44,50 +46,39 @@ pub(crate) fn message_hash(workspace: WorkspaceId, message_id: &str) -> i64 {
 }
 
 /// The key of an interned JSON document: the first 16 bytes of the SHA-256 of its text.
-pub(crate) fn document_hash(body: &str) -> [u8; 16] {
-    let digest = Sha256::digest(body.as_bytes());
+pub(crate) fn document_hash(body: &[u8]) -> [u8; 16] {
+    let digest = Sha256::digest(body);
     let mut first = [0_u8; 16];
     first.copy_from_slice(&digest[..16]);
     first
 }
 
-/// The value stored in `events.message_id`; `None` when only the hash is kept.
-pub(crate) fn stored_message_id(message_id: &str) -> Option<Vec<u8>> {
-    if let Some(packed) = pack(message_id) {
-        return Some(packed);
+/// The value stored in `events.message_id`: empty when only the hash is kept.
+pub(crate) fn stored_message_id(message_id: &str) -> Vec<u8> {
+    if let Some(packed) = pack(message_id).filter(|packed| packed.len() <= MAX_KEPT_BYTES) {
+        return packed;
     }
-    (message_id.len() <= MAX_VERBATIM_BYTES).then(|| {
-        let mut stored = Vec::with_capacity(1 + message_id.len());
-        stored.push(TAG_VERBATIM);
-        stored.extend_from_slice(message_id.as_bytes());
-        stored
-    })
+    let bytes = message_id.as_bytes();
+    match bytes.first() {
+        _ if bytes.len() > MAX_KEPT_BYTES => Vec::new(),
+        Some(&first) if first <= TAG_UPPER_UUID => [&[TAG_VERBATIM], bytes].concat(),
+        _ => bytes.to_vec(),
+    }
 }
 
-/// The message id an event's `message_id` column gives back.
+/// The message id an event's `message_id` column gives back, when it was kept.
 pub(crate) fn message_id_from_stored(stored: &[u8]) -> Option<String> {
     let (&tag, rest) = stored.split_first()?;
-    let (prefix, digits, uuid_case) = match tag {
+    let hex = match tag {
         TAG_VERBATIM => return String::from_utf8(rest.to_vec()).ok(),
-        TAG_LOWER_UUID | TAG_UPPER_UUID => {
-            let split = rest.len().checked_sub(16)?;
-            let case = if tag == TAG_LOWER_UUID { Case::Lower } else { Case::Upper };
-            (&rest[..split], &rest[split..], Some(case))
-        }
-        TAG_HEX => {
-            let (&prefix_length, rest) = rest.split_first()?;
-            let split = usize::from(prefix_length);
-            (rest.get(..split)?, rest.get(split..)?, None)
-        }
-        _ => return None,
+        TAG_LOWER_UUID => b"0123456789abcdef",
+        TAG_UPPER_UUID => b"0123456789ABCDEF",
+        _ => return String::from_utf8(stored.to_vec()).ok(),
     };
+    let (prefix, digits) = rest.split_at(rest.len().checked_sub(16)?);
     let mut text = String::from_utf8(prefix.to_vec()).ok()?;
-    let hex = match uuid_case {
-        Some(Case::Upper) => b"0123456789ABCDEF",
-        Some(Case::Lower) | None => b"0123456789abcdef",
-    };
     for (index, byte) in digits.iter().enumerate() {
-        if uuid_case.is_some() && [4, 6, 8, 10].contains(&index) {
+        if [4, 6, 8, 10].contains(&index) {
             text.push('-');
         }
         text.push(char::from(hex[usize::from(byte >> 4)]));
@@ -96,36 +87,19 @@ pub(crate) fn message_id_from_stored(stored: &[u8]) -> Option<String> {
     Some(text)
 }
 
+/// A UUID at the end of the id, packed: a tag for its case, the prefix as it is, the 16 bytes.
 fn pack(message_id: &str) -> Option<Vec<u8>> {
     let bytes = message_id.as_bytes();
-    if bytes.len() >= UUID_LENGTH {
-        let (prefix, uuid) = bytes.split_at(bytes.len() - UUID_LENGTH);
-        let tag = match uuid_case(uuid) {
-            Some(Case::Lower) => Some(TAG_LOWER_UUID),
-            Some(Case::Upper) => Some(TAG_UPPER_UUID),
-            None => None,
-        };
-        if let Some(tag) = tag {
-            let digits: Vec<u8> = uuid.iter().copied().filter(|&byte| byte != b'-').collect();
-            let mut packed = Vec::with_capacity(1 + prefix.len() + 16);
-            packed.push(tag);
-            packed.extend_from_slice(prefix);
-            pack_hex(&digits, &mut packed);
-            return Some(packed);
-        }
-    }
-    // The longest even run of lowercase hex digits at the end; an odd digit out stays in the prefix.
-    let run = bytes.iter().rev().take_while(|byte| is_lower_hex(**byte)).count() & !1;
-    if run < MIN_PACKED_HEX_DIGITS {
-        return None;
-    }
-    let (prefix, digits) = bytes.split_at(bytes.len() - run);
-    let prefix_length = u8::try_from(prefix.len()).ok()?;
-    let mut packed = Vec::with_capacity(2 + prefix.len() + run / 2);
-    packed.push(TAG_HEX);
-    packed.push(prefix_length);
+    let (prefix, uuid) = bytes.split_at(bytes.len().checked_sub(UUID_LENGTH)?);
+    let tag = match uuid_case(uuid)? {
+        Case::Lower => TAG_LOWER_UUID,
+        Case::Upper => TAG_UPPER_UUID,
+    };
+    let digits: Vec<u8> = uuid.iter().copied().filter(|&byte| byte != b'-').collect();
+    let mut packed = Vec::with_capacity(1 + prefix.len() + 16);
+    packed.push(tag);
     packed.extend_from_slice(prefix);
-    pack_hex(digits, &mut packed);
+    pack_hex(&digits, &mut packed);
     Some(packed)
 }
 
@@ -161,10 +135,6 @@ fn uuid_case(uuid: &[u8]) -> Option<Case> {
     Some(case.unwrap_or(Case::Lower))
 }
 
-fn is_lower_hex(byte: u8) -> bool {
-    byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)
-}
-
 fn pack_hex(digits: &[u8], packed: &mut Vec<u8>) {
     for pair in digits.chunks_exact(2) {
         packed.push((nibble(pair[0]) << 4) | nibble(pair[1]));
@@ -187,10 +157,8 @@ mod tests {
     use super::*;
 
     fn round_trip(message_id: &str) -> (usize, Option<String>) {
-        match stored_message_id(message_id) {
-            Some(stored) => (stored.len(), message_id_from_stored(&stored)),
-            None => (0, None),
-        }
+        let stored = stored_message_id(message_id);
+        (stored.len(), message_id_from_stored(&stored))
     }
 
     #[test]
@@ -199,18 +167,19 @@ mod tests {
             ("6f1c2c1e-9a3b-4b7e-8d2f-0c6a9f1e2d3b", 17, true),
             ("6F1C2C1E-9A3B-4B7E-8D2F-0C6A9F1E2D3B", 17, true),
             ("ajs-6f1c2c1e-9a3b-4b7e-8d2f-0c6a9f1e2d3b", 21, true),
-            ("ajs-next-0123456789abcdef0123456789abcdef", 27, true),
             ("00000000-0000-0000-0000-000000000000", 17, true),
-            ("6f1c2c1e-9a3b-4b7e-8d2f-0c6a9f1e2D3b", 37, true),
-            ("m-1", 4, true),
-            ("订单-2025-0001", 17, true),
-            ("0123456789abcde", 16, true),
+            ("m-1", 3, true),
+            ("订单-2025-0001", 16, true),
+            ("\u{1}m", 3, true),
+            ("6f1c2c1e-9a3b-4b7e-8d2f-0c6a9f1e2D3b", 0, false),
+            ("ajs-next-0123456789abcdef0123456789abcdef", 0, false),
             ("campaign-mail-2025-06-15-customer-segment-b-resend-17", 0, false),
         ];
         for (message_id, size, kept) in cases {
             let expected = kept.then(|| message_id.to_owned());
-            assert_eq!(round_trip(message_id), (size, expected), "{message_id}");
+            assert_eq!(round_trip(message_id), (size, expected), "{message_id:?}");
         }
+        assert_eq!(message_id_from_stored(b"\x00m-1").as_deref(), Some("m-1"), "the first schema's form");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`Store`] for [`PostgresStore`]: each method runs, inside a span, the inherent method of the same name that an
 //! area module defines (inherent methods take precedence over trait methods, so these calls never recurse).
 
+use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
@@ -437,5 +438,14 @@ impl Store for PostgresStore {
     #[instrument(level = "debug", skip_all)]
     async fn merged_into(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Option<ContactId>> {
         self.merged_into(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn storage_bytes(&self) -> StoreResult<u64> {
+        let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&self.pool)
+            .await
+            .context("reading the database size")?;
+        Ok(u64::try_from(bytes).unwrap_or_default())
     }
 }

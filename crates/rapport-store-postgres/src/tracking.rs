@@ -22,13 +22,14 @@ use rapport_domain::{ContactChanges, ContactId, Identity, IdentityKind, SourceId
 use rapport_store::{
     CompanyChanges, MergeReason, StoreError, StoreResult, TrackingMessage, TrackingOp, TrackingOutcome, Visitor,
 };
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 use crate::batch::{Target, resolve_identities, write_contacts};
 use crate::companies::group_company;
 use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace, lock_workspace_shared};
 use crate::events::{
-    EventIds, EventPayload, EventPlacement, EventWrite, PreparedEvents, stored_message_hashes, write_events,
+    EventIds, EventPayload, EventPlacement, EventWrite, PreparedEvents, SharedDocuments, stored_message_hashes,
+    write_events,
 };
 use crate::merge::{lock_for_merges, merge_into, stage_order};
 use crate::message_ids::message_hash;
@@ -53,7 +54,7 @@ impl PostgresStore {
         } else {
             lock_workspace_shared(&mut tx, workspace, WorkspaceLock::Erasure).await?;
         }
-        let outcomes = Ingest::run(&mut tx, workspace, messages, may_merge).await?;
+        let outcomes = Ingest::run(&mut tx, workspace, messages, may_merge, &self.pool, &self.shared_documents).await?;
         commit(tx).await?;
         Ok(outcomes)
     }
@@ -136,6 +137,8 @@ impl<'c> Ingest<'c> {
         workspace: WorkspaceId,
         messages: Vec<TrackingMessage>,
         contacts_locked: bool,
+        pool: &PgPool,
+        shared_documents: &SharedDocuments,
     ) -> StoreResult<Vec<TrackingOutcome>> {
         // Events are split, and their documents serialised and hashed, on a blocking thread while the database
         // resolves the call's identities and message ids.
@@ -154,7 +157,7 @@ impl<'c> Ingest<'c> {
                     });
                     Change::Event(payloads.len() - 1)
                 }
-                TrackingOp::Identify { changes } => Change::Identify(changes),
+                TrackingOp::Identify { changes } => Change::Identify(Box::new(changes)),
                 TrackingOp::Group { group_id, company } => Change::Group(group_id, company),
                 TrackingOp::Alias { previous_id } => Change::Alias(previous_id),
             };
@@ -163,41 +166,70 @@ impl<'c> Ingest<'c> {
         }
         let prepared = tokio::task::spawn_blocking(move || PreparedEvents::prepare(payloads));
 
-        let mut named: Vec<Identity> = Vec::new();
-        for message in &work {
-            if let Ok(visitor) = &message.visitor {
-                named.extend(visitor.identities().cloned());
+        // The documents are looked up on a second connection, when one is free at once, while this one resolves the
+        // visitors: the look-up reads only, and what it finds cannot go away before this call commits, since erasure
+        // and merges wait for the erasure lock that this call holds.
+        let documents = async {
+            let mut prepared = prepared.await.context("preparing the events")?;
+            if let Some(mut side) = pool.try_acquire() {
+                prepared.look_up_documents(&mut side, workspace, shared_documents).await?;
             }
-            match &message.change {
-                Change::Identify(changes) => named.extend(changes.match_identities()),
-                Change::Alias(previous_id) => named.extend(previous_identities(previous_id).into_iter().flatten()),
-                Change::Event(_) | Change::Group(..) => {}
-            }
-        }
-        named.sort_unstable();
-        named.dedup();
-        let mut owners = resolve_identities(connection, workspace, &named).await?;
-
-        // Contacts for new visitors need the contact lock; the visitors are resolved again once it is held, since
-        // another call may have created them meanwhile.
-        let unknown: Vec<Identity> = named.iter().filter(|identity| !owners.contains_key(*identity)).cloned().collect();
-        if !contacts_locked && !unknown.is_empty() {
-            lock_workspace(connection, workspace, WorkspaceLock::Contacts).await?;
-            owners.extend(resolve_identities(connection, workspace, &unknown).await?);
-        }
-        let mut new_visitors: HashSet<Vec<&Identity>> = HashSet::new();
-        for message in &work {
-            if let Ok(visitor) = &message.visitor {
-                if !visitor.identities().any(|identity| owners.contains_key(identity)) {
-                    new_visitors.insert(visitor.identities().collect());
+            Ok::<_, StoreError>(prepared)
+        };
+        let visitors = async {
+            let mut named: Vec<Identity> = Vec::new();
+            for message in &work {
+                if let Ok(visitor) = &message.visitor {
+                    named.extend(visitor.identities().cloned());
+                }
+                match &message.change {
+                    Change::Identify(changes) => named.extend(changes.match_identities()),
+                    Change::Alias(previous_id) => named.extend(previous_identities(previous_id).into_iter().flatten()),
+                    Change::Event(_) | Change::Group(..) => {}
                 }
             }
-        }
-        let spare_ids = allocate_ids(connection, "contacts_id_seq", new_visitors.len()).await?;
-        drop(new_visitors);
-        let hashes: Vec<i64> = work.iter().map(|message| message.hash).collect();
-        let stored = stored_message_hashes(connection, &hashes).await?;
-        let stages = stage_order(connection, workspace).await?;
+            named.sort_unstable();
+            named.dedup();
+            let mut owners = resolve_identities(connection, workspace, &named).await?;
+
+            // Contacts for new visitors need the contact lock; the visitors are resolved again once it is held, since
+            // another call may have created them meanwhile.
+            let unknown: Vec<Identity> =
+                named.iter().filter(|identity| !owners.contains_key(*identity)).cloned().collect();
+            if !contacts_locked && !unknown.is_empty() {
+                lock_workspace(connection, workspace, WorkspaceLock::Contacts).await?;
+                owners.extend(resolve_identities(connection, workspace, &unknown).await?);
+            }
+            let mut new_visitors: HashSet<Vec<&Identity>> = HashSet::new();
+            for message in &work {
+                if let Ok(visitor) = &message.visitor {
+                    if !visitor.identities().any(|identity| owners.contains_key(identity)) {
+                        new_visitors.insert(visitor.identities().collect());
+                    }
+                }
+            }
+            let spare_ids = allocate_ids(connection, "contacts_id_seq", new_visitors.len()).await?;
+            // Every message id is looked up among those of earlier non-event messages. Among stored events only where a
+            // duplicate could otherwise have an effect: an event of a visitor whose ids all lead to one known contact
+            // changes nothing but the events table, whose insert finds a stored message id by itself.
+            let settled = |message: &Message| match (&message.change, &message.visitor) {
+                (Change::Event(_), Ok(visitor)) => {
+                    let mut contacts = visitor.identities().map(|identity| owners.get(identity));
+                    let first = contacts.next().flatten();
+                    first.is_some() && contacts.all(|contact| contact == first)
+                }
+                _ => false,
+            };
+            let hashes: Vec<i64> = work.iter().map(|message| message.hash).collect();
+            let probe_events: Vec<bool> = work.iter().map(|message| !settled(message)).collect();
+            let stored = stored_message_hashes(connection, &hashes, &probe_events).await?;
+            let stages = stage_order(connection, workspace).await?;
+
+            Ok::<_, StoreError>((owners, spare_ids, stored, stages))
+        };
+        let (visitors, documents) = tokio::join!(visitors, documents);
+        let (owners, spare_ids, stored, stages) = visitors?;
+        let prepared = documents?;
 
         let mut ingest = Ingest {
             connection,
@@ -224,8 +256,7 @@ impl<'c> Ingest<'c> {
             };
             outcomes.push(outcome);
         }
-        let prepared = prepared.await.context("preparing the events")?;
-        ingest.finish(prepared, &mut outcomes).await?;
+        ingest.finish(prepared, &mut outcomes, shared_documents).await?;
         Ok(outcomes)
     }
 
@@ -245,7 +276,7 @@ impl<'c> Ingest<'c> {
         savepoint(self.connection, "SAVEPOINT tracking_message").await?;
         self.undo = Some(Vec::new());
         let applied = match change {
-            Change::Identify(changes) => self.identify(&visitor, &actor, changes).await,
+            Change::Identify(changes) => self.identify(&visitor, &actor, *changes).await,
             Change::Group(group_id, company) => self.group(&visitor, &actor, &group_id, company).await,
             Change::Alias(previous_id) => self.alias(&visitor, &actor, &previous_id).await,
             Change::Event(_) => unreachable!("events return above"),
@@ -537,7 +568,12 @@ impl<'c> Ingest<'c> {
 
     /// Writes what is still pending, the events and the message ids of the other messages. An event whose message
     /// id a concurrent call stored first becomes a duplicate.
-    async fn finish(mut self, prepared: PreparedEvents, outcomes: &mut [TrackingOutcome]) -> StoreResult<()> {
+    async fn finish(
+        mut self,
+        mut prepared: PreparedEvents,
+        outcomes: &mut [TrackingOutcome],
+        shared_documents: &SharedDocuments,
+    ) -> StoreResult<()> {
         self.flush().await?;
         if !self.claims.is_empty() {
             let (hashes, contacts): (Vec<i64>, Vec<i64>) =
@@ -552,6 +588,7 @@ impl<'c> Ingest<'c> {
             .await
             .context("recording message ids")?;
         }
+        prepared.follow_merges(|contact| self.follow(contact));
         let mut indexes = Vec::with_capacity(self.events.len());
         let mut placements = Vec::with_capacity(self.events.len());
         for (index, mut placement) in std::mem::take(&mut self.events) {
@@ -559,7 +596,9 @@ impl<'c> Ingest<'c> {
             indexes.push(index);
             placements.push(placement);
         }
-        let written = write_events(self.connection, self.workspace, prepared, placements, EventIds::Omit).await?;
+        let written =
+            write_events(self.connection, self.workspace, prepared, placements, EventIds::Omit, shared_documents)
+                .await?;
         for (index, written) in indexes.into_iter().zip(written) {
             if written == EventWrite::Duplicate {
                 outcomes[index] = TrackingOutcome::Duplicate;
@@ -582,7 +621,8 @@ struct Message {
 enum Change {
     /// An event, by its index among the call's event payloads.
     Event(usize),
-    Identify(ContactChanges),
+    /// Boxed: changes are large and identify calls rare.
+    Identify(Box<ContactChanges>),
     Group(String, CompanyChanges),
     Alias(String),
 }

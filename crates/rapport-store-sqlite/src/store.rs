@@ -415,4 +415,14 @@ impl Store for SqliteStore {
     async fn merged_into(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Option<ContactId>> {
         self.read(move |conn| merge::merged_into(conn, workspace, id)).await
     }
+
+    /// Pages in use times the page size: the database as this connection sees it, committed WAL frames included.
+    async fn storage_bytes(&self) -> StoreResult<u64> {
+        self.read(|conn| {
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0)).map_err(anyhow::Error::from)?;
+            let size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0)).map_err(anyhow::Error::from)?;
+            Ok(u64::try_from(pages.saturating_mul(size)).unwrap_or_default())
+        })
+        .await
+    }
 }

@@ -14,7 +14,6 @@ use crate::records::*;
 /// Everything Rapport persists. Every method acts inside one workspace; a record of another workspace reads as not
 /// found. A method that returns `Err` has written nothing (each call is one transaction).
 #[async_trait]
-#[allow(unused_variables)]
 pub trait Store: Send + Sync + 'static {
     /// The backend's name for logs and benchmarks: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
@@ -227,32 +226,18 @@ pub trait Store: Send + Sync + 'static {
     // ----- Sources -----
 
     /// Conflict `write_key_exists` when the key is taken (keys are random, so only on a collision).
-    async fn create_source(&self, workspace: WorkspaceId, source: NewSource) -> StoreResult<Source> {
-        Err(pending_backend())
-    }
+    async fn create_source(&self, workspace: WorkspaceId, source: NewSource) -> StoreResult<Source>;
     /// Every source of the workspace, revoked ones included, ordered by id.
-    async fn list_sources(&self, workspace: WorkspaceId) -> StoreResult<Vec<Source>> {
-        Err(pending_backend())
-    }
-    async fn get_source(&self, workspace: WorkspaceId, id: SourceId) -> StoreResult<Source> {
-        Err(pending_backend())
-    }
-    async fn update_source(&self, workspace: WorkspaceId, id: SourceId, update: SourceUpdate) -> StoreResult<Source> {
-        Err(pending_backend())
-    }
+    async fn list_sources(&self, workspace: WorkspaceId) -> StoreResult<Vec<Source>>;
+    async fn get_source(&self, workspace: WorkspaceId, id: SourceId) -> StoreResult<Source>;
+    async fn update_source(&self, workspace: WorkspaceId, id: SourceId, update: SourceUpdate) -> StoreResult<Source>;
     /// Replaces the write key; the old one stops working at once.
-    async fn rotate_source_key(&self, workspace: WorkspaceId, id: SourceId, write_key: &str) -> StoreResult<Source> {
-        Err(pending_backend())
-    }
+    async fn rotate_source_key(&self, workspace: WorkspaceId, id: SourceId, write_key: &str) -> StoreResult<Source>;
     /// Revoking twice keeps the first time.
-    async fn revoke_source(&self, workspace: WorkspaceId, id: SourceId, at: DateTime<Utc>) -> StoreResult<Source> {
-        Err(pending_backend())
-    }
+    async fn revoke_source(&self, workspace: WorkspaceId, id: SourceId, at: DateTime<Utc>) -> StoreResult<Source>;
     /// The unrevoked source with this write key, in any workspace. Called on every tracking request: keep it to
     /// one indexed look-up.
-    async fn source_by_write_key(&self, write_key: &str) -> StoreResult<Option<Source>> {
-        Err(pending_backend())
-    }
+    async fn source_by_write_key(&self, write_key: &str) -> StoreResult<Option<Source>>;
 
     // ----- Tracking and identity resolution -----
 
@@ -281,9 +266,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         workspace: WorkspaceId,
         messages: Vec<TrackingMessage>,
-    ) -> StoreResult<Vec<TrackingOutcome>> {
-        Err(pending_backend())
-    }
+    ) -> StoreResult<Vec<TrackingOutcome>>;
 
     /// Merges `absorbed` into `survivor` as one change:
     /// - identities, events, notes and history move to the survivor; tags are united;
@@ -301,22 +284,11 @@ pub trait Store: Send + Sync + 'static {
         absorbed: ContactId,
         reason: MergeReason,
         actor: Actor,
-    ) -> StoreResult<rapport_domain::Contact> {
-        Err(pending_backend())
-    }
+    ) -> StoreResult<rapport_domain::Contact>;
     /// The store's size on disk in bytes, indexes included (for operators and the storage benchmarks).
-    async fn storage_bytes(&self) -> StoreResult<u64> {
-        Err(pending_backend())
-    }
+    async fn storage_bytes(&self) -> StoreResult<u64>;
 
     /// The contact an absorbed id now belongs to (following chains of merges), or `None` when the id was never
     /// merged away.
-    async fn merged_into(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Option<ContactId>> {
-        Err(pending_backend())
-    }
-}
-
-/// Placeholder while the capture methods are being implemented by the backends.
-fn pending_backend() -> crate::StoreError {
-    crate::StoreError::Backend(anyhow::anyhow!("this store backend does not implement capture yet"))
+    async fn merged_into(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Option<ContactId>>;
 }
