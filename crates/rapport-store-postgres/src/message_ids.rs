@@ -24,17 +24,10 @@
 use sha2::{Digest, Sha256};
 
 use rapport_domain::WorkspaceId;
+use rapport_store::message_id::{MAX_KEPT_BYTES, TAG_UPPER_UUID, pack_uuid, unpack_uuid};
 
-/// Ids that take more room than this, even packed, are kept as their hash only.
-const MAX_KEPT_BYTES: usize = 24;
-
-const UUID_LENGTH: usize = 36;
-const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
-
-/// Tags of the stored forms: the first byte.
+/// The first byte of an id kept as it is whose own first byte would read as a packed form's tag.
 const TAG_VERBATIM: u8 = 0;
-const TAG_LOWER_UUID: u8 = 1;
-const TAG_UPPER_UUID: u8 = 2;
 
 /// The deduplication key of a message id within its workspace.
 pub(crate) fn message_hash(workspace: WorkspaceId, message_id: &str) -> i64 {
@@ -55,7 +48,7 @@ pub(crate) fn document_hash(body: &[u8]) -> [u8; 16] {
 
 /// The value stored in `events.message_id`: empty when only the hash is kept.
 pub(crate) fn stored_message_id(message_id: &str) -> Vec<u8> {
-    if let Some(packed) = pack(message_id).filter(|packed| packed.len() <= MAX_KEPT_BYTES) {
+    if let Some(packed) = pack_uuid(message_id).filter(|packed| packed.len() <= MAX_KEPT_BYTES) {
         return packed;
     }
     let bytes = message_id.as_bytes();
@@ -68,85 +61,10 @@ pub(crate) fn stored_message_id(message_id: &str) -> Vec<u8> {
 
 /// The message id an event's `message_id` column gives back, when it was kept.
 pub(crate) fn message_id_from_stored(stored: &[u8]) -> Option<String> {
-    let (&tag, rest) = stored.split_first()?;
-    let hex = match tag {
-        TAG_VERBATIM => return String::from_utf8(rest.to_vec()).ok(),
-        TAG_LOWER_UUID => b"0123456789abcdef",
-        TAG_UPPER_UUID => b"0123456789ABCDEF",
-        _ => return String::from_utf8(stored.to_vec()).ok(),
-    };
-    let (prefix, digits) = rest.split_at(rest.len().checked_sub(16)?);
-    let mut text = String::from_utf8(prefix.to_vec()).ok()?;
-    for (index, byte) in digits.iter().enumerate() {
-        if [4, 6, 8, 10].contains(&index) {
-            text.push('-');
-        }
-        text.push(char::from(hex[usize::from(byte >> 4)]));
-        text.push(char::from(hex[usize::from(byte & 0x0f)]));
-    }
-    Some(text)
-}
-
-/// A UUID at the end of the id, packed: a tag for its case, the prefix as it is, the 16 bytes.
-fn pack(message_id: &str) -> Option<Vec<u8>> {
-    let bytes = message_id.as_bytes();
-    let (prefix, uuid) = bytes.split_at(bytes.len().checked_sub(UUID_LENGTH)?);
-    let tag = match uuid_case(uuid)? {
-        Case::Lower => TAG_LOWER_UUID,
-        Case::Upper => TAG_UPPER_UUID,
-    };
-    let digits: Vec<u8> = uuid.iter().copied().filter(|&byte| byte != b'-').collect();
-    let mut packed = Vec::with_capacity(1 + prefix.len() + 16);
-    packed.push(tag);
-    packed.extend_from_slice(prefix);
-    pack_hex(&digits, &mut packed);
-    Some(packed)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Case {
-    Lower,
-    Upper,
-}
-
-/// Whether the 36 bytes are a UUID in its canonical text form, all in one case.
-fn uuid_case(uuid: &[u8]) -> Option<Case> {
-    let mut case = None;
-    for (index, &byte) in uuid.iter().enumerate() {
-        if UUID_DASHES.contains(&index) {
-            if byte != b'-' {
-                return None;
-            }
-            continue;
-        }
-        let byte_case = match byte {
-            b'0'..=b'9' => continue,
-            b'a'..=b'f' => Case::Lower,
-            b'A'..=b'F' => Case::Upper,
-            _ => return None,
-        };
-        match case {
-            None => case = Some(byte_case),
-            Some(seen) if seen != byte_case => return None,
-            Some(_) => {}
-        }
-    }
-    // All digits: either case reads it back the same.
-    Some(case.unwrap_or(Case::Lower))
-}
-
-fn pack_hex(digits: &[u8], packed: &mut Vec<u8>) {
-    for pair in digits.chunks_exact(2) {
-        packed.push((nibble(pair[0]) << 4) | nibble(pair[1]));
-    }
-}
-
-fn nibble(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        b'A'..=b'F' => digit - b'A' + 10,
-        _ => 0,
+    match stored.split_first()? {
+        (&TAG_VERBATIM, rest) => String::from_utf8(rest.to_vec()).ok(),
+        (&tag, _) if tag <= TAG_UPPER_UUID => unpack_uuid(stored),
+        _ => String::from_utf8(stored.to_vec()).ok(),
     }
 }
 

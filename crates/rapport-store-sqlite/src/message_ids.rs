@@ -21,18 +21,9 @@
 //! Erasing an event recomputes the hash from this column to drop the id from `message_ids`, so an erased event
 //! leaves no trace.
 
+use rapport_store::message_id::{MAX_KEPT_BYTES, pack_uuid, unpack_uuid};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use sha2::{Digest, Sha256};
-
-/// Ids that take more room than this, even packed, are kept as their hash only.
-pub(crate) const MAX_KEPT_BYTES: usize = 24;
-
-const UUID_LENGTH: usize = 36;
-const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
-
-/// Tags of the packed forms: the first byte of the blob.
-const TAG_LOWER_UUID: u8 = 1;
-const TAG_UPPER_UUID: u8 = 2;
 
 /// The deduplication key of a message id within its workspace: the first eight bytes of its SHA-256, which no
 /// build or platform computes differently.
@@ -45,7 +36,7 @@ pub(crate) fn message_hash(message_id: &str) -> i64 {
 
 /// The value stored in `events.message_id` for this id.
 pub(crate) fn stored_message_id(message_id: &str) -> ToSqlOutput<'static> {
-    if let Some(packed) = pack(message_id).filter(|packed| packed.len() <= MAX_KEPT_BYTES) {
+    if let Some(packed) = pack_uuid(message_id).filter(|packed| packed.len() <= MAX_KEPT_BYTES) {
         ToSqlOutput::Owned(Value::Blob(packed))
     } else if message_id.len() <= MAX_KEPT_BYTES {
         ToSqlOutput::Owned(Value::Text(message_id.to_owned()))
@@ -58,7 +49,7 @@ pub(crate) fn stored_message_id(message_id: &str) -> ToSqlOutput<'static> {
 pub(crate) fn message_id_from_stored(stored: ValueRef<'_>) -> Option<String> {
     match stored {
         ValueRef::Text(text) => std::str::from_utf8(text).ok().map(str::to_owned),
-        ValueRef::Blob(packed) => unpack(packed),
+        ValueRef::Blob(packed) => unpack_uuid(packed),
         ValueRef::Null | ValueRef::Integer(_) | ValueRef::Real(_) => None,
     }
 }
@@ -68,89 +59,6 @@ pub(crate) fn hash_from_stored(stored: ValueRef<'_>) -> Option<i64> {
     match stored {
         ValueRef::Integer(hash) => Some(hash),
         other => message_id_from_stored(other).map(|id| message_hash(&id)),
-    }
-}
-
-/// A UUID at the end of the id, packed: a tag for its case, the prefix as it is, the 16 bytes.
-fn pack(message_id: &str) -> Option<Vec<u8>> {
-    let bytes = message_id.as_bytes();
-    let (prefix, uuid) = bytes.split_at(bytes.len().checked_sub(UUID_LENGTH)?);
-    let tag = match uuid_case(uuid)? {
-        Case::Lower => TAG_LOWER_UUID,
-        Case::Upper => TAG_UPPER_UUID,
-    };
-    let digits: Vec<u8> = uuid.iter().copied().filter(|&byte| byte != b'-').collect();
-    let mut packed = Vec::with_capacity(1 + prefix.len() + 16);
-    packed.push(tag);
-    packed.extend_from_slice(prefix);
-    pack_hex(&digits, &mut packed);
-    Some(packed)
-}
-
-fn unpack(packed: &[u8]) -> Option<String> {
-    let (&tag, rest) = packed.split_first()?;
-    let hex = match tag {
-        TAG_LOWER_UUID => b"0123456789abcdef",
-        TAG_UPPER_UUID => b"0123456789ABCDEF",
-        _ => return None,
-    };
-    let split = rest.len().checked_sub(16)?;
-    let (prefix, digits) = rest.split_at(split);
-    let mut text = String::from_utf8(prefix.to_vec()).ok()?;
-    for (index, byte) in digits.iter().enumerate() {
-        if [4, 6, 8, 10].contains(&index) {
-            text.push('-');
-        }
-        text.push(char::from(hex[usize::from(byte >> 4)]));
-        text.push(char::from(hex[usize::from(byte & 0x0f)]));
-    }
-    Some(text)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Case {
-    Lower,
-    Upper,
-}
-
-/// Whether the 36 bytes are a UUID in its canonical text form, all in one case.
-fn uuid_case(uuid: &[u8]) -> Option<Case> {
-    let mut case = None;
-    for (index, &byte) in uuid.iter().enumerate() {
-        if UUID_DASHES.contains(&index) {
-            if byte != b'-' {
-                return None;
-            }
-            continue;
-        }
-        let byte_case = match byte {
-            b'0'..=b'9' => continue,
-            b'a'..=b'f' => Case::Lower,
-            b'A'..=b'F' => Case::Upper,
-            _ => return None,
-        };
-        match case {
-            None => case = Some(byte_case),
-            Some(seen) if seen != byte_case => return None,
-            Some(_) => {}
-        }
-    }
-    // All digits: either case reads it back the same.
-    Some(case.unwrap_or(Case::Lower))
-}
-
-fn pack_hex(digits: &[u8], packed: &mut Vec<u8>) {
-    for pair in digits.chunks_exact(2) {
-        packed.push((nibble(pair[0]) << 4) | nibble(pair[1]));
-    }
-}
-
-fn nibble(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        b'A'..=b'F' => digit - b'A' + 10,
-        _ => 0,
     }
 }
 

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod message_id;
 mod records;
 mod traits;
 
