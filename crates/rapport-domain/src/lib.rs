@@ -9,6 +9,7 @@ mod contact;
 mod field;
 mod identity;
 mod ids;
+mod merge;
 mod role;
 mod slug;
 mod tag;
@@ -22,6 +23,7 @@ pub use identity::{
 pub use ids::{
     ApiKeyId, CompanyId, ContactId, EventId, FieldId, InvalidId, NoteTemplateId, SourceId, TagId, UserId, WorkspaceId,
 };
+pub use merge::{is_empty_value, merged_fields};
 pub use role::{Permission, Role};
 pub use slug::{Slug, SlugError};
 pub use tag::{MAX_TAG_DEPTH, TagKind, TagPath, TagPathError};

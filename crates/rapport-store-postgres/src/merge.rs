@@ -10,7 +10,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rapport_domain::{Contact, ContactId, WorkspaceId};
+use rapport_domain::{Contact, ContactId, WorkspaceId, merged_fields};
 use rapport_store::{Actor, MergeReason, StoreError, StoreResult};
 use serde_json::{Map, Value, json};
 use sqlx::PgConnection;
@@ -221,25 +221,4 @@ fn merged_values(survivor: &MergeRow, absorbed: &MergeRow, stages: &[String]) ->
 /// those fields the other order.
 fn preference<'a>(survivor: &'a MergeRow, absorbed: &'a MergeRow) -> [&'a MergeRow; 2] {
     if absorbed.updated_at > survivor.updated_at { [absorbed, survivor] } else { [survivor, absorbed] }
-}
-
-/// Custom fields key by key: the preferred contact's value unless it is empty.
-fn merged_fields(first: &Map<String, Value>, second: &Map<String, Value>) -> Map<String, Value> {
-    let mut merged = second.clone();
-    for (key, value) in first {
-        if !is_empty_value(value) || merged.get(key).is_none_or(is_empty_value) {
-            merged.insert(key.clone(), value.clone());
-        }
-    }
-    merged
-}
-
-/// What counts as no value: null, blank text, an empty list.
-fn is_empty_value(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::String(text) => text.trim().is_empty(),
-        Value::Array(items) => items.is_empty(),
-        Value::Bool(_) | Value::Number(_) | Value::Object(_) => false,
-    }
 }

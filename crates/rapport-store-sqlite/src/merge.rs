@@ -5,10 +5,10 @@
 //! re-pointed with one `UPDATE` per table, its tags are copied, and its row is deleted.
 
 use anyhow::Context;
-use rapport_domain::{CompanyId, Contact, ContactId, UserId, WorkspaceId};
+use rapport_domain::{CompanyId, Contact, ContactId, UserId, WorkspaceId, merged_fields};
 use rapport_store::{Actor, MergeReason, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::contacts::{ChangeContext, References, get_contact};
 use crate::events::contact_event_ids;
@@ -167,25 +167,4 @@ fn merged_values(survivor: &Contact, absorbed: &Contact, stages: &[String]) -> C
 /// those fields the other order.
 fn preference<'a>(survivor: &'a Contact, absorbed: &'a Contact) -> [&'a Contact; 2] {
     if absorbed.updated_at > survivor.updated_at { [absorbed, survivor] } else { [survivor, absorbed] }
-}
-
-/// Custom fields key by key: the preferred contact's value unless it is empty.
-fn merged_fields(first: &Map<String, Value>, second: &Map<String, Value>) -> Map<String, Value> {
-    let mut merged = second.clone();
-    for (key, value) in first {
-        if !is_empty_value(value) || merged.get(key).is_none_or(is_empty_value) {
-            merged.insert(key.clone(), value.clone());
-        }
-    }
-    merged
-}
-
-/// What counts as no value: null, blank text, an empty list.
-fn is_empty_value(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::String(text) => text.trim().is_empty(),
-        Value::Array(items) => items.is_empty(),
-        Value::Bool(_) | Value::Number(_) | Value::Object(_) => false,
-    }
 }
