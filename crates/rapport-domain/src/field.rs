@@ -101,6 +101,33 @@ impl FieldEntity {
 /// A custom field key: a slug, used as `fields.KEY` in filters and as the JSON key of the value.
 pub type FieldKey = Slug;
 
+/// Which value a custom field keeps when two contacts merge (an empty value never wins over a non-empty one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MergeRule {
+    /// The value of the most recently updated contact.
+    #[default]
+    Latest,
+    /// The value of the earlier created contact, e.g. the original lead source or first campaign.
+    Oldest,
+}
+
+impl MergeRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeRule::Latest => "latest",
+            MergeRule::Oldest => "oldest",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MergeRule> {
+        match text {
+            "latest" => Some(MergeRule::Latest),
+            "oldest" => Some(MergeRule::Oldest),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldDefinition {
     pub id: FieldId,
@@ -110,6 +137,7 @@ pub struct FieldDefinition {
     pub field_type: FieldType,
     /// The allowed values of a single or multi select; empty for other types.
     pub options: Vec<String>,
+    pub merge_rule: MergeRule,
     pub created_at: DateTime<Utc>,
 }
 
@@ -258,6 +286,7 @@ mod tests {
             label: "K".into(),
             field_type,
             options: vec!["红".into(), "blue".into()],
+            merge_rule: MergeRule::Latest,
             created_at: DateTime::UNIX_EPOCH,
         };
         match validate_field_value(&field, &input) {

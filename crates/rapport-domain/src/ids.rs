@@ -44,4 +44,17 @@ macro_rules! id_type {
     )*};
 }
 
-id_type!(WorkspaceId, UserId, ApiKeyId, ContactId, CompanyId, TagId, FieldId, NoteTemplateId, EventId, SourceId,);
+id_type!(
+    WorkspaceId,
+    UserId,
+    ApiKeyId,
+    ContactId,
+    CompanyId,
+    TagId,
+    FieldId,
+    NoteTemplateId,
+    EventId,
+    SourceId,
+    FormId,
+    JobId,
+);

@@ -16,12 +16,13 @@ mod tag;
 mod text;
 
 pub use contact::{Contact, ContactChanges, Patch, SystemFieldsPatch};
-pub use field::{FieldDefinition, FieldEntity, FieldKey, FieldType, FieldValueError, validate_field_value};
+pub use field::{FieldDefinition, FieldEntity, FieldKey, FieldType, FieldValueError, MergeRule, validate_field_value};
 pub use identity::{
     EmailAddress, EmailError, Identity, IdentityError, IdentityKind, PhoneError, PhoneNumber, normalize_domain,
 };
 pub use ids::{
-    ApiKeyId, CompanyId, ContactId, EventId, FieldId, InvalidId, NoteTemplateId, SourceId, TagId, UserId, WorkspaceId,
+    ApiKeyId, CompanyId, ContactId, EventId, FieldId, FormId, InvalidId, JobId, NoteTemplateId, SourceId, TagId,
+    UserId, WorkspaceId,
 };
 pub use merge::{is_empty_value, merged_fields};
 pub use role::{Permission, Role};

@@ -143,6 +143,11 @@ impl Validator {
         self.errors.is_empty()
     }
 
+    /// How many errors have been recorded so far.
+    pub fn count(&self) -> usize {
+        self.errors.len()
+    }
+
     pub fn absorb(&mut self, other: Validator) {
         self.errors.extend(other.errors);
     }

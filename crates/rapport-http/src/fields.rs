@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use rapport_domain::{BoundedText, FieldDefinition, FieldEntity, FieldId, FieldType, Permission, Slug};
+use rapport_domain::{BoundedText, FieldDefinition, FieldEntity, FieldId, FieldType, MergeRule, Permission, Slug};
 use rapport_store::{FieldUpdate, NewField};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -36,6 +36,9 @@ pub struct FieldBody {
     #[serde(rename = "type")]
     pub field_type: String,
     pub options: Vec<String>,
+    /// Which value survives when two contacts merge: `latest` (the most recently updated contact's) or `oldest`
+    /// (the earlier created contact's, e.g. for the original lead source). Empty values never win.
+    pub merge_rule: String,
     pub created_at: String,
 }
 
@@ -48,6 +51,7 @@ impl From<FieldDefinition> for FieldBody {
             label: field.label,
             field_type: field.field_type.as_str().to_owned(),
             options: field.options,
+            merge_rule: field.merge_rule.as_str().to_owned(),
             created_at: time(field.created_at),
         }
     }
@@ -67,6 +71,9 @@ pub struct FieldInput {
     /// The choices of a single or multi select.
     #[serde(default)]
     pub options: Option<Vec<String>>,
+    /// `latest` (default) or `oldest`: which contact's value a merge keeps. Contact fields only.
+    #[serde(default)]
+    pub merge_rule: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -76,6 +83,17 @@ pub struct FieldPatchInput {
     pub label: Option<String>,
     #[serde(default)]
     pub options: Option<Vec<String>>,
+    #[serde(default)]
+    pub merge_rule: Option<String>,
+}
+
+/// A merge rule applies to contact fields; companies are not merged.
+fn parse_merge_rule(check: &mut Validator, raw: Option<String>, entity: Option<FieldEntity>) -> Option<MergeRule> {
+    let rule = check.check("merge_rule", MergeRule::parse(raw.as_deref()?).ok_or("must be latest or oldest"))?;
+    if rule == MergeRule::Oldest && entity == Some(FieldEntity::Company) {
+        check.error("merge_rule", "only contact fields have a merge rule (companies are not merged)");
+    }
+    Some(rule)
 }
 
 fn parse_options(check: &mut Validator, raw: Vec<String>) -> Vec<String> {
@@ -143,6 +161,7 @@ async fn create_field(
         Some(raw) => check.check("entity", FieldEntity::parse(&raw).ok_or("must be contact or company")),
     };
     let options = parse_options(&mut check, input.options.unwrap_or_default());
+    let merge_rule = parse_merge_rule(&mut check, input.merge_rule, entity).unwrap_or_default();
     if let Some(field_type) = field_type {
         if field_type.has_options() && options.is_empty() {
             check.error("options", "a select field needs at least one option");
@@ -156,8 +175,10 @@ async fn create_field(
     let (Some(key), Some(label), Some(field_type), Some(entity)) = (key, label, field_type, entity) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let field =
-        state.store.create_field(caller.workspace, NewField { entity, key, label, field_type, options }).await?;
+    let field = state
+        .store
+        .create_field(caller.workspace, NewField { entity, key, label, field_type, options, merge_rule })
+        .await?;
     Ok((StatusCode::CREATED, Json(FieldBody::from(field))))
 }
 
@@ -173,7 +194,7 @@ async fn get_field(
     Ok(Json(state.store.get_field(caller.workspace, id).await?.into()))
 }
 
-/// Changes a field's label or options. The key and type are fixed once created.
+/// Changes a field's label, options or merge rule. The key and type are fixed once created.
 #[utoipa::path(patch, path = "/api/v1/fields/{id}", tag = "schema", params(("id" = String, Path)),
     request_body = FieldPatchInput, responses((status = 200, body = FieldBody), (status = 404)))]
 async fn update_field(
@@ -188,6 +209,7 @@ async fn update_field(
     let label = input.label.and_then(|raw| check.check("label", BoundedText::parse(&raw, 100)));
     let options = input.options.map(|raw| parse_options(&mut check, raw));
     let current = state.store.get_field(caller.workspace, id).await?;
+    let merge_rule = parse_merge_rule(&mut check, input.merge_rule, Some(current.entity));
     if let Some(options) = &options {
         if !current.field_type.has_options() && !options.is_empty() {
             check.error("options", "only select fields have options");
@@ -197,7 +219,7 @@ async fn update_field(
         }
     }
     check.finish(())?;
-    Ok(Json(state.store.update_field(caller.workspace, id, FieldUpdate { label, options }).await?.into()))
+    Ok(Json(state.store.update_field(caller.workspace, id, FieldUpdate { label, options, merge_rule }).await?.into()))
 }
 
 /// Deletes the field and its values on every record.

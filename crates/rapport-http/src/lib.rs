@@ -1,4 +1,5 @@
-//! Rapport's HTTP surface: the REST API under `/api/v1`, its OpenAPI document, health.
+//! Rapport's HTTP surface: the REST API under `/api/v1`, its OpenAPI document, the tracking API, hosted forms,
+//! health.
 //!
 //! Architecture invariant: this is the only crate that knows JSON shapes and HTTP. Request DTOs are converted to
 //! domain types by hand here; domain and store types never derive `Serialize` for the API's sake.
@@ -13,6 +14,8 @@ mod error;
 mod events;
 mod extract;
 mod fields;
+pub mod forms;
+mod jobs;
 mod lists;
 mod note_templates;
 mod sources;
@@ -52,6 +55,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
         (name = "schema", description = "Custom fields, the tag library, stages, lead statuses, note templates"),
         (name = "access", description = "Users and API keys"),
         (name = "capture", description = "Tracking sources and their write keys"),
+        (name = "forms", description = "Hosted forms: definitions, hosted pages and embeds"),
     )
 )]
 struct ApiDoc;
@@ -81,6 +85,8 @@ fn api() -> (axum::Router<AppState>, OpenApiDocument) {
         .merge(note_templates::routes())
         .merge(access::routes())
         .merge(sources::routes())
+        .merge(jobs::routes())
+        .merge(forms::routes())
         .split_for_parts()
 }
 
@@ -96,6 +102,7 @@ pub fn router(state: AppState) -> axum::Router {
     api.route("/api/v1/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
         .merge(tracking::routes())
         .merge(tracker::routes())
+        .merge(forms::public_routes())
         .route("/healthz", get(health))
         .route("/", get(home))
         .fallback(not_found)

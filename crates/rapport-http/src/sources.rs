@@ -30,7 +30,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Write keys are `wk_` and 24 random bytes in hex. They ship inside web pages, so they only let a client send
 /// tracking data into one workspace; they read nothing.
-fn mint_write_key() -> String {
+pub(crate) fn mint_write_key() -> String {
     let mut bytes = [0_u8; 24];
     OsRng.fill_bytes(&mut bytes);
     let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
@@ -72,7 +72,7 @@ impl SourceBody {
 /// The base URL the snippet sends browsers to: the scheme and host by which the request reached Rapport. Behind a
 /// reverse proxy, the proxy must pass the public `Host` on (and `X-Forwarded-Proto: https`); the console will use
 /// the configured public URL instead once there is one.
-pub struct BaseUrl(String);
+pub struct BaseUrl(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
     type Rejection = std::convert::Infallible;

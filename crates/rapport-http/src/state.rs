@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
-use rapport_engine::Ingestor;
+use rapport_engine::{Ingestor, Jobs};
 use rapport_store::Store;
+
+use crate::forms::{FormsConfig, FormsRuntime};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -9,4 +11,14 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The group committer for tracking messages.
     pub ingestor: Ingestor,
+    /// Queues background jobs (imports, exports) and knows where their files are.
+    pub jobs: Jobs,
+    /// The public side of forms: rate limiter and token key.
+    pub forms: Arc<FormsRuntime>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, ingestor: Ingestor, jobs: Jobs, forms: FormsConfig) -> AppState {
+        AppState { store, ingestor, jobs, forms: Arc::new(FormsRuntime::new(forms)) }
+    }
 }

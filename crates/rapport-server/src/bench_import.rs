@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use rapport_domain::{BoundedText, FieldEntity, FieldType, Slug};
+use rapport_domain::{BoundedText, FieldEntity, FieldType, MergeRule, Slug};
 use rapport_store::NewField;
 
 use crate::bootstrap::{DEFAULT_WORKSPACE, bootstrap};
@@ -49,6 +49,7 @@ pub async fn import(config: ImportBenchConfig) -> anyhow::Result<()> {
         label: BoundedText::parse("预算", 100).context("the field label")?,
         field_type: FieldType::Number,
         options: Vec::new(),
+        merge_rule: MergeRule::Latest,
     };
     store.create_field(workspace.id, budget).await?;
     println!(

@@ -46,4 +46,6 @@ pub struct ServeConfig {
     pub store: StoreConfig,
     pub bind: SocketAddr,
     pub admin: AdminConfig,
+    /// Hosted forms' rate limit and client address.
+    pub forms: rapport_http::forms::FormsConfig,
 }

@@ -8,17 +8,18 @@ pub mod bench_import;
 pub mod bench_tracking;
 pub mod bootstrap;
 pub mod config;
-pub mod export;
 pub mod import;
 mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rapport_engine::{IngestConfig, Ingestor};
+use rapport_engine::{IngestConfig, Ingestor, JobFiles, Jobs};
 use rapport_http::AppState;
+use rapport_http::forms::FormsConfig;
 use rapport_store::Store;
 use tokio::net::TcpListener;
 
@@ -29,6 +30,8 @@ pub struct Server {
     listener: TcpListener,
     store: Arc<dyn Store>,
     ingest: IngestConfig,
+    jobs_dir: Option<PathBuf>,
+    forms: FormsConfig,
 }
 
 impl Server {
@@ -39,7 +42,20 @@ impl Server {
 
     pub async fn bind_with(bind: SocketAddr, store: Arc<dyn Store>, ingest: IngestConfig) -> anyhow::Result<Server> {
         let listener = TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
-        Ok(Server { listener, store, ingest })
+        Ok(Server { listener, store, ingest, jobs_dir: None, forms: FormsConfig::default() })
+    }
+
+    /// Where background jobs keep their files (`<data dir>/jobs` for `rapport serve`). Without it, a temporary
+    /// directory that is removed when the server stops.
+    pub fn with_jobs_dir(mut self, dir: PathBuf) -> Server {
+        self.jobs_dir = Some(dir);
+        self
+    }
+
+    /// How hosted forms limit and identify their visitors.
+    pub fn with_forms(mut self, forms: FormsConfig) -> Server {
+        self.forms = forms;
+        self
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -48,43 +64,83 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish. The ingestion committer runs beside
     /// the HTTP server and ends after it: once the router (holding the last `Ingestor`) is gone and everything
-    /// accepted has been committed.
+    /// accepted has been committed. The job runner runs beside both and stops with the HTTP server; a job it was
+    /// running is failed as interrupted at the next start.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let (ingestor, committer) = Ingestor::new(self.store.clone(), self.ingest);
-        let router = rapport_http::router(AppState { store: self.store, ingestor });
-        let http = async move {
-            axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")
+        let (_temporary, jobs_dir) = match self.jobs_dir {
+            Some(dir) => (None, dir),
+            None => {
+                let temporary = tempfile::tempdir().context("creating a temporary job directory")?;
+                let dir = temporary.path().to_owned();
+                (Some(temporary), dir)
+            }
         };
-        let (served, ()) = tokio::join!(http, committer.run());
+        let jobs = Jobs::new(self.store.clone(), JobFiles::create(jobs_dir)?);
+        let runner = jobs.runner();
+        let (ingestor, committer) = Ingestor::new(self.store.clone(), self.ingest);
+        let router = rapport_http::router(AppState::new(self.store, ingestor, jobs, self.forms));
+        // `true` once the server is stopping, because of the signal or because the HTTP server ended.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let on_signal = {
+            let stopped = stopped.clone();
+            let stopping = &stopping;
+            async move {
+                tokio::select! {
+                    () = shutdown => {
+                        stopping.send_replace(true);
+                    }
+                    () = wait_stopped(stopped) => {}
+                }
+            }
+        };
+        let http = {
+            let stopped = stopped.clone();
+            let stopping = &stopping;
+            async move {
+                // Connection info gives hosted forms the client address their rate limit is keyed by.
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                let served = axum::serve(self.listener, service)
+                    .with_graceful_shutdown(wait_stopped(stopped))
+                    .await
+                    .context("serving HTTP");
+                stopping.send_replace(true);
+                served
+            }
+        };
+        let (served, (), (), ()) =
+            tokio::join!(http, committer.run(), runner.run(wait_stopped(stopped.clone())), on_signal);
         served
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+async fn wait_stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// Listens for SIGINT and SIGTERM now and returns a future that resolves on the first of them.
+///
+/// The handlers are installed before this returns, so a caller that announces it is ready afterwards can be
+/// stopped cleanly the moment it says so: a signal that arrives before the future is first polled is not lost.
+pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::error!(%error, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+        })
     }
-    tracing::info!("shutting down");
 }

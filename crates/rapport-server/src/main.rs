@@ -5,17 +5,19 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rapport_csv::export::{ExportControl, export_contacts};
 use rapport_domain::{BoundedText, Role};
 use rapport_http::auth::mint_token;
+use rapport_http::forms::{FormsConfig, RateLimit};
 use rapport_server::bench::{self, BenchConfig};
 use rapport_server::bench_import::{self, ImportBenchConfig};
 use rapport_server::bench_tracking::{self, TrackingBenchConfig};
 use rapport_server::bootstrap::bootstrap;
 use rapport_server::config::{AdminConfig, Secret, ServeConfig, StoreConfig};
-use rapport_server::export::export_contacts;
 use rapport_server::import::{ImportError, ImportOptions, import_contacts};
 use rapport_server::{Server, open_store, shutdown_signal};
 use rapport_store::NewApiKey;
@@ -77,6 +79,15 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "RAPPORT_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
+    /// Form submissions one client address may send at once (hosted forms' spam limit).
+    #[arg(long, env = "RAPPORT_FORMS__RATE_LIMIT_BURST", default_value_t = 10)]
+    forms_rate_limit_burst: u32,
+    /// Form submissions per minute one client address may send after its burst.
+    #[arg(long, env = "RAPPORT_FORMS__RATE_LIMIT_PER_MINUTE", default_value_t = 10)]
+    forms_rate_limit_per_minute: u32,
+    /// Take form visitors' addresses from the first X-Forwarded-For hop. Only behind a reverse proxy that sets it.
+    #[arg(long, env = "RAPPORT_FORMS__TRUST_FORWARDED_FOR")]
+    forms_trust_forwarded_for: bool,
 }
 
 #[derive(Subcommand)]
@@ -221,7 +232,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 email: std::env::var("RAPPORT_ADMIN_EMAIL").ok().filter(|e| !e.is_empty()),
                 password: std::env::var("RAPPORT_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()).map(Secret::new),
             };
-            serve(ServeConfig { store: args.store.config(), bind: args.bind, admin }).await
+            let forms = FormsConfig {
+                rate_limit: RateLimit {
+                    burst: args.forms_rate_limit_burst,
+                    per_minute: args.forms_rate_limit_per_minute,
+                },
+                trust_forwarded_for: args.forms_trust_forwarded_for,
+            };
+            serve(ServeConfig { store: args.store.config(), bind: args.bind, admin, forms }).await
         }
         Command::Keys { command: KeysCommand::Create { store, workspace, name, role } } => {
             create_key(&store.config(), &workspace, &name, &role).await
@@ -264,7 +282,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Export { command: ExportCommand::Contacts { store, workspace } } => {
             let store = open_store(&store.config()).await?;
-            let written = export_contacts(store, &workspace, std::io::stdout()).await?;
+            let workspace = store
+                .workspace_by_slug(&workspace)
+                .await
+                .context("looking up the workspace")?
+                .with_context(|| format!("no workspace {workspace:?} (run `rapport serve` once to create `default`)"))?
+                .id;
+            let control = Arc::new(ExportControl::default());
+            let written = export_contacts(store, workspace, std::io::stdout(), control).await?;
             eprintln!("Exported {written} contacts");
             Ok(())
         }
@@ -277,11 +302,16 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     for line in report.lines() {
         println!("{line}");
     }
-    let server = Server::bind(config.bind, store.clone()).await?;
+    let server = Server::bind(config.bind, store.clone())
+        .await?
+        .with_jobs_dir(config.store.data_dir.join("jobs"))
+        .with_forms(config.forms);
+    // Installed before the address is announced, so whoever waits for that line may stop us right after it.
+    let shutdown = shutdown_signal()?;
     let address = server.local_addr()?;
     tracing::info!(%address, backend = store.backend(), "serving");
     println!("Rapport is listening on http://{address}");
-    server.serve(shutdown_signal()).await
+    server.serve(shutdown).await
 }
 
 async fn create_key(store: &StoreConfig, workspace: &str, name: &str, role: &str) -> anyhow::Result<()> {

@@ -26,6 +26,7 @@ api_tests!(
     users_and_api_keys,
     companies_link_contacts,
     tenant_isolation,
+    merge_rules_per_field,
 );
 
 fn error_code(body: &Value) -> &str {
@@ -59,6 +60,9 @@ async fn health_and_openapi(app: &TestApp) {
         "/api/v1/note-templates/{id}",
         "/api/v1/users/{id}",
         "/api/v1/api-keys/{id}",
+        "/api/v1/imports",
+        "/api/v1/imports/{id}/errors",
+        "/api/v1/exports/{id}/file",
     ] {
         assert!(paths.contains_key(path), "the OpenAPI document lacks {path}");
     }
@@ -720,4 +724,60 @@ async fn tenant_isolation(app: &TestApp) {
     assert_eq!((mine["tags"].clone(), mine["city"].clone()), (json!(["A/secret"]), Value::Null));
     let (_, timeline) = app.get(&format!("/api/v1/contacts/{contact_id}/timeline")).await;
     assert!(timeline["items"].as_array().unwrap().iter().all(|item| item["kind"] != "event"));
+}
+
+/// A contact field whose merge rule is `oldest` keeps the earlier created contact's value, whichever contact
+/// survives; other fields keep the most recently updated contact's value; empty values never win.
+async fn merge_rules_per_field(app: &TestApp) {
+    let field = |key: &str, rule: Option<&str>| {
+        let mut body = json!({"key": key, "label": key, "type": "text"});
+        if let Some(rule) = rule {
+            body["merge_rule"] = json!(rule);
+        }
+        body
+    };
+    let (status, first_touch) = app.post("/api/v1/fields", field("first_touch", Some("oldest"))).await;
+    assert_eq!((status, first_touch["merge_rule"].as_str()), (StatusCode::CREATED, Some("oldest")), "{first_touch}");
+    let (status, plan) = app.post("/api/v1/fields", field("plan", None)).await;
+    assert_eq!((status, plan["merge_rule"].as_str()), (StatusCode::CREATED, Some("latest")), "{plan}");
+    let (status, region) = app.post("/api/v1/fields", field("region", Some("latest"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{region}");
+    let region_path = format!("/api/v1/fields/{}", region["id"].as_str().unwrap());
+    let (status, region) = app.patch(&region_path, json!({"merge_rule": "oldest"})).await;
+    assert_eq!((status, region["merge_rule"].as_str()), (StatusCode::OK, Some("oldest")), "{region}");
+
+    for (body, field) in [
+        (json!({"key": "tier", "label": "Tier", "type": "text", "merge_rule": "first"}), "merge_rule"),
+        (
+            json!({"key": "tier", "label": "Tier", "type": "text", "entity": "company", "merge_rule": "oldest"}),
+            "merge_rule",
+        ),
+    ] {
+        let (status, error) = app.post("/api/v1/fields", body).await;
+        assert_eq!((status, first_error_field(&error)), (StatusCode::BAD_REQUEST, field), "{error}");
+    }
+    let (status, error) = app.patch(&region_path, json!({"merge_rule": "newest"})).await;
+    assert_eq!((status, first_error_field(&error)), (StatusCode::BAD_REQUEST, "merge_rule"), "{error}");
+    let (_, listed) = app.get("/api/v1/fields").await;
+    assert!(listed["items"].as_array().unwrap().iter().all(|item| item["key"] != "tier"), "{listed}");
+
+    let (status, older) = app
+        .post(
+            "/api/v1/contacts",
+            json!({"email": "old@example.com", "fields": {"first_touch": "展会", "plan": "free", "region": ""}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{older}");
+    let (status, newer) = app
+        .post(
+            "/api/v1/contacts",
+            json!({"email": "new@example.com", "fields": {"first_touch": "webinar", "plan": "pro", "region": "华东"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{newer}");
+    let path = format!("/api/v1/contacts/{}/merge", newer["id"].as_str().unwrap());
+    let (status, merged) = app.post(&path, json!({"absorb": older["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    assert_eq!(merged["fields"], json!({"first_touch": "展会", "plan": "pro", "region": "华东"}), "{merged}");
+    assert_eq!(merged["created_at"], older["created_at"], "{merged}");
 }

@@ -1,6 +1,7 @@
 //! The website tracker where it runs: `GET /rapport.js` and the snippet the sources API shows, then headless
 //! Chromium on a customer's site (another origin) embedding that snippet — a page view with a campaign, a click, a
-//! sign-up form and leaving the page — with the result read back through the REST API.
+//! sign-up form and leaving the page — with the result read back through the REST API. Then hosted forms the same
+//! way: a form embedded on the customer's site beside the tracker, and the hosted page without JavaScript.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +15,7 @@ use common::{TestApp, e2e_enabled};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-api_tests!(tracker_script_and_snippet, website_tracker_in_chromium);
+api_tests!(tracker_script_and_snippet, website_tracker_in_chromium, hosted_form_in_chromium);
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -146,4 +147,100 @@ async fn website_tracker_in_chromium(app: &TestApp) {
         let groups: Vec<usize> = message_id.split('-').map(str::len).collect();
         assert_eq!((groups, &message_id[14..15]), (vec![8, 4, 4, 4, 12], "4"), "a UUID v4: {message_id}");
     }
+}
+
+async fn hosted_form_in_chromium(app: &TestApp) {
+    if !e2e_enabled("hosted_form_in_chromium") {
+        return;
+    }
+    let site = create_source(app, json!({"name": "官网", "kind": "website"})).await;
+    let (status, field) = app
+        .post(
+            "/api/v1/fields",
+            json!({"key": "plan", "label": "版本", "type": "single_select", "options": ["pro", "team"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{field}");
+    let definition = json!({
+        "title": {"zh-CN": "预约演示", "en": "Book a demo"},
+        "fields": [
+            {"key": "name", "type": "text", "label": {"zh-CN": "姓名", "en": "Name"}, "required": true, "maps_to": "name"},
+            {"key": "email", "type": "email", "label": {"zh-CN": "邮箱", "en": "Email"}, "required": true, "maps_to": "email"},
+            {"key": "plan", "type": "select", "label": {"zh-CN": "版本", "en": "Plan"}, "maps_to": "fields.plan",
+             "options": [{"value": "pro", "label": {"zh-CN": "专业版", "en": "Pro"}}, {"value": "team"}]},
+            {"key": "email_consent", "type": "consent", "channel": "email", "required": true,
+             "text": {"zh-CN": "我同意接收营销邮件。", "en": "I agree to receive marketing email."}}
+        ],
+        "after_submit": {"message": {"zh-CN": "谢谢！我们会尽快联系您。", "en": "Thank you! We will be in touch."}}
+    });
+    let (status, form) = app.post("/api/v1/forms", json!({"name": "Demo", "definition": definition})).await;
+    assert_eq!(status, StatusCode::CREATED, "{form}");
+    let form_id = form["id"].as_str().unwrap();
+
+    let artefacts = repository().join("target/e2e-artifacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let screenshot =
+        artefacts.join(format!("forms-{}-{}.png", std::process::id(), app.base.rsplit(':').next().unwrap()));
+    let mut command = Command::new("node");
+    command
+        .arg(repository().join("tests/browser/forms.mjs"))
+        .args([&app.base, form_id])
+        .env("RAPPORT_SNIPPET", site["snippet"].as_str().unwrap())
+        .env("RAPPORT_EMBED", form["embed"].as_str().unwrap())
+        .env("RAPPORT_SCREENSHOT", &screenshot);
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for (suffix, name) in [("", "forms.png"), ("-error", "forms-error.png"), ("-hosted", "forms-hosted.png")] {
+        let taken = screenshot.with_file_name(
+            screenshot.file_name().unwrap().to_str().unwrap().replace(".png", &format!("{suffix}.png")),
+        );
+        std::fs::rename(taken, artefacts.join(name)).unwrap();
+    }
+    let visit: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let anonymous_id = visit["anonymousId"].as_str().unwrap();
+
+    // The embedded form's visitor: one contact with the browser's anonymous id, its anonymous page views, the
+    // submission and the consent with its proof.
+    let (_, found) = app.get("/api/v1/contacts?email=browser@example.com").await;
+    let person = &found["items"][0];
+    assert_eq!((&person["first_name"], &person["last_name"]), (&json!("浏览器"), &json!("测试")), "{found}");
+    assert_eq!(person["fields"], json!({"plan": "pro"}));
+    assert!(
+        person["identities"].as_array().unwrap().iter().any(|identity| identity["value"] == anonymous_id),
+        "the anonymous id joined the contact: {person}"
+    );
+    let id = person["id"].as_str().unwrap();
+    let (_, timeline) = app.get(&format!("/api/v1/contacts/{id}/timeline?limit=200")).await;
+    let items = timeline["items"].as_array().unwrap();
+    let events: Vec<&Value> = items.iter().filter(|item| item["kind"] == "event").map(|item| &item["data"]).collect();
+    let pages: Vec<&str> = events
+        .iter()
+        .filter(|event| event["type"] == "page_viewed")
+        .map(|event| event["properties"]["path"].as_str().unwrap())
+        .collect();
+    assert!(pages.contains(&"/") && pages.contains(&"/demo"), "the anonymous page views: {timeline}");
+    let submitted: Vec<&&Value> = events.iter().filter(|event| event["type"] == "form_submitted").collect();
+    assert_eq!(submitted.len(), 1, "the invalid attempt stored nothing: {timeline}");
+    let properties = &submitted[0]["properties"];
+    assert_eq!(properties["answers"]["email"], "browser@example.com");
+    assert!(properties["page_url"].as_str().unwrap().ends_with("/demo?utm_source=newsletter"), "{properties}");
+    assert!(submitted[0]["context"]["userAgent"].as_str().unwrap().contains("Chrome"));
+    let (_, consents) = app.get(&format!("/api/v1/contacts/{id}/consents")).await;
+    let current = &consents["current"][0];
+    assert_eq!(
+        (&current["channel"], &current["granted"], &current["text"]),
+        (&json!("email"), &json!(true), &json!("我同意接收营销邮件。"))
+    );
+    assert_eq!(current["ip"], "127.0.0.1");
+    assert!(current["user_agent"].as_str().unwrap().contains("Chrome"), "{consents}");
+
+    // The visitor of the hosted page without JavaScript.
+    let (_, found) = app.get("/api/v1/contacts?email=noscript@example.com").await;
+    let person = &found["items"][0];
+    assert_eq!(person["first_name"], "No");
+    let (_, consents) = app.get(&format!("/api/v1/contacts/{}/consents", person["id"].as_str().unwrap())).await;
+    assert_eq!(consents["current"][0]["text"], "I agree to receive marketing email.");
+    let (_, form) = app.get(&format!("/api/v1/forms/{form_id}")).await;
+    assert_eq!(form["submission_count"], 2);
 }

@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use rapport_domain::{
-    BoundedText, Contact, ContactChanges, EmailAddress, FieldEntity, FieldType, Identity, IdentityKind, Patch,
-    PhoneNumber, Slug, TagKind, TagPath, WorkspaceId,
+    BoundedText, Contact, ContactChanges, EmailAddress, FieldEntity, FieldType, Identity, IdentityKind, MergeRule,
+    Patch, PhoneNumber, Slug, TagKind, TagPath, WorkspaceId,
 };
 use rapport_server::bootstrap::bootstrap;
 use rapport_server::config::{AdminConfig, Secret, StoreConfig};
@@ -106,6 +106,7 @@ impl Env {
             label: BoundedText::parse(label, 100).unwrap(),
             field_type,
             options: options.iter().map(|option| (*option).to_owned()).collect(),
+            merge_rule: MergeRule::Latest,
         };
         self.store.create_field(self.workspace, field).await.unwrap();
     }

@@ -21,7 +21,7 @@ use rapport_domain::{
 use rapport_store::{StoreError, StoreResult, UpsertOutcome};
 use sqlx::PgConnection;
 
-use crate::connection::{WorkspaceLock, lock_workspace};
+use crate::connection::{LockMode, WorkspaceLock, lock_workspace};
 use crate::sql::stored_identity_kind;
 use crate::tags::{TagLibrary, allocate_ids};
 use plan::Plan;
@@ -47,13 +47,33 @@ pub(crate) async fn write_contacts(
     actor: &str,
     batch: bool,
 ) -> StoreResult<Vec<UpsertOutcome>> {
-    lock_workspace(connection, workspace, WorkspaceLock::Contacts).await?;
+    for (lock, _) in contact_write_locks(&items) {
+        lock_workspace(connection, workspace, lock).await?;
+    }
+    write_locked_contacts(connection, workspace, items, actor, batch).await
+}
+
+/// The locks [`write_contacts`] takes for `items`, in lock order: the contact lock, and the tag library lock when
+/// the items name tags.
+pub(crate) fn contact_write_locks(items: &[(Target, ContactChanges)]) -> Vec<(WorkspaceLock, LockMode)> {
+    let mut locks = vec![(WorkspaceLock::Contacts, LockMode::Exclusive)];
+    if items.iter().any(|(_, changes)| !changes.add_tags.is_empty()) {
+        locks.push((WorkspaceLock::TagLibrary, LockMode::Exclusive));
+    }
+    locks
+}
+
+/// [`write_contacts`] for a caller that holds the locks of [`contact_write_locks`] already.
+pub(crate) async fn write_locked_contacts(
+    connection: &mut PgConnection,
+    workspace: WorkspaceId,
+    items: Vec<(Target, ContactChanges)>,
+    actor: &str,
+    batch: bool,
+) -> StoreResult<Vec<UpsertOutcome>> {
     let references = References::load(connection, workspace, &items).await?;
 
     let tag_paths: Vec<TagPath> = items.iter().flat_map(|(_, changes)| changes.add_tags.iter().cloned()).collect();
-    if !tag_paths.is_empty() {
-        lock_workspace(connection, workspace, WorkspaceLock::TagLibrary).await?;
-    }
     let mut library = TagLibrary::load(connection, workspace, &tag_paths).await?;
 
     let mut identities: Vec<Identity> = items.iter().flat_map(|(_, changes)| changes.match_identities()).collect();

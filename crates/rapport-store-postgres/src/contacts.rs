@@ -5,7 +5,7 @@ use rapport_domain::{Contact, ContactChanges, ContactId, Identity, WorkspaceId};
 use rapport_store::{Actor, ContactCursor, Page, PageRequest, StoreError, StoreResult, UpsertOutcome};
 use sqlx::PgConnection;
 
-use crate::batch::{Target, write_contacts};
+use crate::batch::{Target, contact_write_locks, write_contacts, write_locked_contacts};
 use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace};
 use crate::sql::{ContactRow, fetch_limit, page, select_contacts};
 
@@ -20,9 +20,9 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let batch = items.len() > 1;
-        let items = items.into_iter().map(|changes| (Target::Match, changes)).collect();
-        let mut tx = self.begin().await?;
-        let outcomes = write_contacts(&mut tx, workspace, items, &actor.to_string(), batch).await?;
+        let items: Vec<(Target, ContactChanges)> = items.into_iter().map(|changes| (Target::Match, changes)).collect();
+        let mut tx = self.begin_locked(workspace, &contact_write_locks(&items)).await?;
+        let outcomes = write_locked_contacts(&mut tx, workspace, items, &actor.to_string(), batch).await?;
         commit(tx).await?;
         Ok(outcomes)
     }
@@ -65,8 +65,8 @@ impl PostgresStore {
         Ok(row.map(ContactRow::into_record).transpose()?)
     }
 
-    /// Newest change first. The `(workspace_id, updated_at DESC, id DESC)` index serves every page, the first
-    /// included, without sorting.
+    /// Newest change first. A backward scan of the `(workspace_id, updated_at, id)` index serves every page, the
+    /// first included, without sorting.
     pub(crate) async fn list_contacts(
         &self,
         workspace: WorkspaceId,
@@ -95,7 +95,7 @@ impl PostgresStore {
     }
 
     /// Erases the person with everything that hangs off it: identities, tag links, activities, events, the event
-    /// documents only its events used, the message ids of its tracking messages (so that they could be sent
+    /// documents only its events used, its consent records, the message ids of its tracking messages (so that they could be sent
     /// again), and the pointers of contacts merged into it. No table has a foreign key to contacts (see the
     /// migrations): the erasure lock keeps event ingestion out and the contact lock every other writer.
     pub(crate) async fn delete_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<()> {
@@ -110,6 +110,7 @@ impl PostgresStore {
                  events AS (DELETE FROM events WHERE contact_id IN (SELECT id FROM contact)),
                  documents AS (DELETE FROM event_documents WHERE sole_contact_id IN (SELECT id FROM contact)),
                  message_ids AS (DELETE FROM message_ids WHERE contact_id IN (SELECT id FROM contact)),
+                 consents AS (DELETE FROM consents WHERE contact_id IN (SELECT id FROM contact)),
                  pointers AS (DELETE FROM contact_merges WHERE survivor_id IN (SELECT id FROM contact))
              SELECT count(*) FROM contact",
         )

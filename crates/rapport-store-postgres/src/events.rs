@@ -27,12 +27,12 @@ use serde_json::{Map, Value, json};
 use sqlx::PgConnection;
 
 use crate::batch::{create_identified_contacts, resolve_identities};
-use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace, lock_workspace_shared};
+use crate::connection::{LockMode, PostgresStore, WorkspaceLock, commit, lock_workspace};
 use crate::message_ids::{message_hash, message_id_from_stored, stored_message_id};
 use crate::sql::violated_unique_constraint;
 use crate::tags::allocate_ids;
 
-pub(crate) use interning::SharedDocuments;
+pub(crate) use interning::SharedIds;
 use interning::{Documents, NameIds};
 
 /// Properties that describe the page a page view was on, interned as one document when the properties have a
@@ -64,7 +64,8 @@ struct PreparedEvent {
     source_name: Option<usize>,
     /// The slots of the context (without its page), of the context's page and of the page properties.
     documents: [Option<usize>; 3],
-    properties: Value,
+    /// What is left of the properties, serialised here so that the work stays off the caller's thread.
+    properties: String,
     occurred_at: DateTime<Utc>,
     received_at: DateTime<Utc>,
 }
@@ -118,7 +119,7 @@ impl PreparedEvents {
                 type_name: names.intern("type", payload.event_type),
                 source_name: payload.source_name.map(|name| names.intern("source", name)),
                 documents: [(!context.is_empty()).then(|| documents.intern(&context)), context_page_slot, page_slot],
-                properties: Value::Object(properties),
+                properties: Value::Object(properties).to_string(),
                 occurred_at: payload.occurred_at,
                 received_at: payload.received_at,
             });
@@ -139,11 +140,11 @@ impl PreparedEvents {
         &mut self,
         connection: &mut PgConnection,
         workspace: WorkspaceId,
-        cache: &SharedDocuments,
+        cache: &SharedIds,
     ) -> StoreResult<()> {
         let documents = &mut self.documents;
         let wanted: Vec<usize> = (0..documents.wanted.len())
-            .filter(|slot| cache.get(workspace, &documents.wanted[*slot].hash).is_none())
+            .filter(|slot| cache.document(workspace, &documents.wanted[*slot].hash).is_none())
             .collect();
         for (slot, id, sole_contact) in documents.look_up(connection, workspace, &wanted).await? {
             documents.found.insert(slot, (id, sole_contact));
@@ -162,17 +163,18 @@ pub(crate) enum EventWrite {
 }
 
 /// Writes the placed events and returns what became of each, in order. The caller holds the erasure lock at least
-/// shared and has checked that the contacts exist. The insert has no `ON CONFLICT`, which costs about half as much
-/// again: callers look message hashes up first where a duplicate would matter to them, and when a stored one
+/// shared and has checked that the contacts exist. A large insert has no `ON CONFLICT`, which costs about half as
+/// much again: callers look message hashes up first where a duplicate would matter to them, and when a stored one
 /// comes through anyway (a concurrent transaction stored it first, or the caller relied on this), the insert fails
-/// and is repeated with `ON CONFLICT DO NOTHING`.
+/// and is repeated with `ON CONFLICT DO NOTHING`. A small one skips conflicts straight away
+/// ([`SKIPPING_INSERT_LIMIT`]).
 pub(crate) async fn write_events(
     connection: &mut PgConnection,
     workspace: WorkspaceId,
     mut prepared: PreparedEvents,
     placements: Vec<EventPlacement>,
     ids: EventIds,
-    shared_documents: &SharedDocuments,
+    shared_ids: &SharedIds,
 ) -> StoreResult<Vec<EventWrite>> {
     if placements.is_empty() {
         return Ok(Vec::new());
@@ -187,8 +189,8 @@ pub(crate) async fn write_events(
             prepared.names.used(slot);
         }
     }
-    let name_ids = prepared.names.resolve(connection, workspace).await?;
-    let document_ids = prepared.documents.resolve(connection, workspace, shared_documents).await?;
+    let name_ids = prepared.names.resolve(connection, workspace, shared_ids).await?;
+    let document_ids = prepared.documents.resolve(connection, workspace, shared_ids).await?;
 
     let mut columns = EventColumns::with_capacity(placements.len());
     for placement in placements {
@@ -262,9 +264,8 @@ impl PostgresStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin().await?;
         // Events have no foreign key; from here to the commit, no contact they name can be erased or merged away.
-        lock_workspace_shared(&mut tx, workspace, WorkspaceLock::Erasure).await?;
+        let mut tx = self.begin_locked(workspace, &[(WorkspaceLock::Erasure, LockMode::Shared)]).await?;
 
         let mut named_ids: Vec<i64> = Vec::new();
         let mut named_identities: Vec<Identity> = Vec::new();
@@ -355,7 +356,7 @@ impl PostgresStore {
             accepted_indexes.into_iter().zip(placements.iter().map(|placement| placement.contact_id)).collect();
         let prepared = PreparedEvents::prepare(payloads);
         let written =
-            write_events(&mut tx, workspace, prepared, placements, EventIds::Report, &self.shared_documents).await?;
+            write_events(&mut tx, workspace, prepared, placements, EventIds::Report, &self.shared_ids).await?;
         commit(tx).await?;
         for ((index, contact_id), written) in indexes.into_iter().zip(written) {
             if let EventWrite::Stored(Some(event_id)) = written {
@@ -375,7 +376,8 @@ macro_rules! timeline_events_sql {
         concat!(
             "SELECT e.occurred_at AS at, 1::bigint AS source, e.id, 'event' AS kind, NULL::jsonb AS data,
                  t.name AS event_type,
-                 CASE WHEN e.page_id = 0 THEN e.properties ELSE e.properties || p.body END AS properties,
+                 CASE WHEN e.page_id = 0 THEN e.properties::jsonb ELSE e.properties::jsonb || p.body END
+                     AS properties,
                  coalesce(c.body, '{}'::jsonb) || CASE WHEN e.context_page_id = 0 THEN '{}'::jsonb
                      ELSE jsonb_build_object('page', cp.body) END AS context,
                  CASE WHEN e.source > 0 THEN e.source::text ELSE s.name END AS event_source,
@@ -434,6 +436,11 @@ fn split_page_properties(mut properties: Map<String, Value>) -> (Map<String, Val
     (properties, Some(page))
 }
 
+/// Up to this many events, the insert skips stored message hashes with `ON CONFLICT DO NOTHING` straight away
+/// (see [`write_events`]): for a handful of rows the conflict check costs less than the two round trips of the
+/// savepoint that the plain insert needs, and single tracking calls commit a few events at a time.
+const SKIPPING_INSERT_LIMIT: usize = 64;
+
 /// Event rows as parallel arrays, the shape `UNNEST` takes.
 struct EventColumns {
     /// `None` lets the insert assign them.
@@ -447,7 +454,8 @@ struct EventColumns {
     context_ids: Vec<i32>,
     context_page_ids: Vec<i32>,
     page_ids: Vec<i32>,
-    properties: Vec<Value>,
+    /// Serialised JSON, stored as it is (see the migration `0005_lean_capture_rows.sql`).
+    properties: Vec<String>,
     message_ids: Vec<Vec<u8>>,
 }
 
@@ -455,7 +463,7 @@ struct EventColumns {
 macro_rules! unnest_events {
     () => {
         "UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::bigint[], $6::int[], $7::int[],
-             $8::int[], $9::int[], $10::int[], $11::jsonb[], $12::bytea[])
+             $8::int[], $9::int[], $10::int[], $11::text[], $12::bytea[])
          AS e (id, contact_id, occurred_at, received_at, message_hash, type_id, source, context_id, context_page_id,
              page_id, properties, message_id)"
     };
@@ -501,12 +509,15 @@ impl EventColumns {
     /// Inserts the events in a savepoint; when another transaction stored one of their message hashes since the
     /// caller looked, the insert is repeated with `ON CONFLICT DO NOTHING`, and the events it skips are duplicates.
     async fn insert(&self, connection: &mut PgConnection) -> StoreResult<Vec<EventWrite>> {
+        if self.contact_ids.len() <= SKIPPING_INSERT_LIMIT {
+            return self.insert_skipping(connection).await;
+        }
         sqlx::query("SAVEPOINT event_insert").execute(&mut *connection).await.context("starting a savepoint")?;
         let plain = concat!(
             "INSERT INTO events (id, contact_id, occurred_at, received_at, message_hash, type_id, source, context_id,
                  context_page_id, page_id, properties, message_id)
              SELECT coalesce(e.id, nextval('events_id_seq')), e.contact_id, e.occurred_at, e.received_at,
-                 e.message_hash, e.type_id, e.source, e.context_id, e.context_page_id, e.page_id, e.properties,
+                 e.message_hash, e.type_id, e.source, e.context_id, e.context_page_id, e.page_id, e.properties::json,
                  e.message_id
              FROM ",
             unnest_events!()
@@ -529,11 +540,21 @@ impl EventColumns {
             .execute(&mut *connection)
             .await
             .context("rolling a savepoint back")?;
+        let written = self.insert_skipping(connection).await?;
+        sqlx::query("RELEASE SAVEPOINT event_insert")
+            .execute(&mut *connection)
+            .await
+            .context("releasing a savepoint")?;
+        Ok(written)
+    }
+
+    /// Inserts the events with `ON CONFLICT DO NOTHING`; the events it skips are duplicates.
+    async fn insert_skipping(&self, connection: &mut PgConnection) -> StoreResult<Vec<EventWrite>> {
         let skipping = concat!(
             "INSERT INTO events (id, contact_id, occurred_at, received_at, message_hash, type_id, source, context_id,
                  context_page_id, page_id, properties, message_id)
              SELECT coalesce(e.id, nextval('events_id_seq')), e.contact_id, e.occurred_at, e.received_at,
-                 e.message_hash, e.type_id, e.source, e.context_id, e.context_page_id, e.page_id, e.properties,
+                 e.message_hash, e.type_id, e.source, e.context_id, e.context_page_id, e.page_id, e.properties::json,
                  e.message_id
              FROM ",
             unnest_events!(),
@@ -544,10 +565,6 @@ impl EventColumns {
             .fetch_all(&mut *connection)
             .await
             .context("inserting events")?;
-        sqlx::query("RELEASE SAVEPOINT event_insert")
-            .execute(&mut *connection)
-            .await
-            .context("releasing a savepoint")?;
         // Events without a message hash cannot conflict; the others are told apart by it.
         let stored: HashMap<i64, i64> =
             inserted.into_iter().filter_map(|(id, hash)| hash.map(|hash| (hash, id))).collect();

@@ -12,7 +12,6 @@ use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace};
 use crate::contacts::check_contact_exists;
 use crate::events::{StoredEvent, event_data, timeline_events_sql};
 use crate::sql::{fetch_limit, page};
-use crate::tags::allocate_ids;
 
 /// Timeline cursors tell events (source 1) from activities (source 0).
 const EVENT_SOURCE: i64 = 1;
@@ -26,7 +25,8 @@ pub(crate) struct Activity {
     pub(crate) data: Value,
 }
 
-/// Inserts activities in order, so that their ids (the timeline's tie-breaker) follow the order of the changes.
+/// Inserts activities in order, so that their ids (the timeline's tie-breaker), drawn by the insert row by row, follow
+/// the order of the changes.
 pub(crate) async fn insert_activities(
     connection: &mut PgConnection,
     workspace: WorkspaceId,
@@ -35,7 +35,6 @@ pub(crate) async fn insert_activities(
     if activities.is_empty() {
         return Ok(());
     }
-    let ids = allocate_ids(connection, "activities_id_seq", activities.len()).await?;
     let mut contact_ids = Vec::with_capacity(activities.len());
     let mut kinds = Vec::with_capacity(activities.len());
     let mut actors = Vec::with_capacity(activities.len());
@@ -47,13 +46,11 @@ pub(crate) async fn insert_activities(
         data.push(activity.data);
     }
     sqlx::query(
-        "INSERT INTO activities (id, workspace_id, contact_id, kind, at, actor, data)
-         SELECT id, $1, contact_id, kind, now(), actor, data
-         FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[])
-             AS a (id, contact_id, kind, actor, data)",
+        "INSERT INTO activities (workspace_id, contact_id, kind, at, actor, data)
+         SELECT $1, contact_id, kind, now(), actor, data
+         FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::jsonb[]) AS a (contact_id, kind, actor, data)",
     )
     .bind(workspace.get())
-    .bind(&ids)
     .bind(&contact_ids)
     .bind(&kinds)
     .bind(&actors)

@@ -17,8 +17,9 @@
 //! (with `batch/plan.rs` and `batch/rows.rs`) for the contact write planner shared by upserts, updates, events and
 //! identify calls, `history.rs` for activities, notes and the timeline, `events.rs` for how events are stored and
 //! read back (with `events/interning.rs` for the names and documents they share, and `message_ids.rs` for the
-//! message-id hash and compact form), `sources.rs` for tracking sources, `tracking.rs` for the tracking API's calls,
-//! and `merge.rs` for merging contacts. `sql.rs` holds the conversions between rows and records.
+//! message-id hash and compact form), `sources.rs` for tracking sources, `forms.rs` for hosted forms and consent,
+//! `tracking.rs` for the tracking API's calls, `merge.rs` for merging contacts, and `jobs.rs` for the background job
+//! queue. `sql.rs` holds the conversions between rows and records.
 //!
 //! Architecture invariant: every transaction that writes contact rows, identities, tag links or activities, or
 //! deletes a contact, holds the workspace's contact lock; event ingestion holds the erasure lock shared, and
@@ -34,7 +35,9 @@ mod companies;
 mod connection;
 mod contacts;
 mod events;
+mod forms;
 mod history;
+mod jobs;
 mod merge;
 mod message_ids;
 mod schema;

@@ -8,6 +8,8 @@
 //! resolves contacts without the contact lock, holds it shared and so never writes an event for a contact that a
 //! merge is taking away.
 
+use std::collections::HashSet;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rapport_domain::{Contact, ContactId, WorkspaceId, merged_fields};
@@ -16,7 +18,7 @@ use serde_json::{Map, Value, json};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace};
+use crate::connection::{LockMode, PostgresStore, WorkspaceLock, commit};
 use crate::contacts::get_contact;
 use crate::history::{Activity, insert_activities};
 
@@ -32,8 +34,7 @@ impl PostgresStore {
         if survivor == absorbed {
             return Err(StoreError::invalid("same_contact", "absorb", "a contact cannot be merged into itself"));
         }
-        let mut tx = self.begin().await?;
-        lock_for_merges(&mut tx, workspace).await?;
+        let mut tx = self.begin_locked(workspace, &MERGE_LOCKS).await?;
         let stages = stage_order(&mut tx, workspace).await?;
         merge_into(&mut tx, workspace, survivor, absorbed, reason, &actor.to_string(), &stages).await?;
         let contact = get_contact(&mut tx, workspace, survivor).await?;
@@ -57,11 +58,9 @@ impl PostgresStore {
 /// The locks a transaction that merges contacts takes, in lock order: the erasure lock exclusively (a merge
 /// deletes a contact) and the contact lock. The tag library lock is not needed although a merge writes tag links:
 /// it only re-points links of tags that are in use, so a concurrent `delete_tag` sees every tag it touches in use,
-/// before the merge or after it.
-pub(crate) async fn lock_for_merges(connection: &mut PgConnection, workspace: WorkspaceId) -> StoreResult<()> {
-    lock_workspace(connection, workspace, WorkspaceLock::Erasure).await?;
-    lock_workspace(connection, workspace, WorkspaceLock::Contacts).await
-}
+/// before the merge or after it. Taken with [`PostgresStore::begin_locked`].
+pub(crate) const MERGE_LOCKS: [(WorkspaceLock, LockMode); 2] =
+    [(WorkspaceLock::Erasure, LockMode::Exclusive), (WorkspaceLock::Contacts, LockMode::Exclusive)];
 
 /// The workspace's stage keys in list order.
 pub(crate) async fn stage_order(connection: &mut PgConnection, workspace: WorkspaceId) -> StoreResult<Vec<String>> {
@@ -77,7 +76,7 @@ pub(crate) async fn stage_order(connection: &mut PgConnection, workspace: Worksp
 
 /// Merges `absorbed` into `survivor`, both of the workspace (not found otherwise), and records a `merged` activity
 /// on the survivor. Tags that come from the absorbed contact are not recorded one by one: the `merged` entry covers
-/// them. The caller holds the locks of [`lock_for_merges`]; nothing is written when an error is returned.
+/// them. The caller holds [`MERGE_LOCKS`]; nothing is written when an error is returned.
 pub(crate) async fn merge_into(
     connection: &mut PgConnection,
     workspace: WorkspaceId,
@@ -99,7 +98,16 @@ pub(crate) async fn merge_into(
     .context("reading the contacts to merge")?;
     let kept = rows.iter().find(|row| row.id == survivor.get()).ok_or(StoreError::not_found("contact"))?;
     let gone = rows.iter().find(|row| row.id == absorbed.get()).ok_or(StoreError::not_found("contact"))?;
-    let merged = merged_values(kept, gone, stages);
+    let keep_oldest: HashSet<String> = sqlx::query_scalar(
+        "SELECT key FROM field_definitions WHERE workspace_id = $1 AND entity = 'contact' AND merge_rule = 'oldest'",
+    )
+    .bind(workspace.get())
+    .fetch_all(&mut *connection)
+    .await
+    .context("reading the merge rules")?
+    .into_iter()
+    .collect();
+    let merged = merged_values(kept, gone, stages, &keep_oldest);
 
     // Data-modifying CTEs see the same snapshot and touch disjoint rows, so the order of these does not matter.
     sqlx::query(
@@ -113,6 +121,7 @@ pub(crate) async fn merge_into(
              events AS (UPDATE events SET contact_id = $2 WHERE contact_id = $1),
              documents AS (UPDATE event_documents SET sole_contact_id = $2 WHERE sole_contact_id = $1),
              message_ids AS (UPDATE message_ids SET contact_id = $2 WHERE contact_id = $1),
+             consents AS (UPDATE consents SET contact_id = $2 WHERE contact_id = $1),
              pointers AS (UPDATE contact_merges SET survivor_id = $2 WHERE survivor_id = $1),
              pointer AS (INSERT INTO contact_merges (workspace_id, absorbed_id, survivor_id) VALUES ($3, $1, $2)),
              deleted AS (DELETE FROM contacts WHERE id = $1)
@@ -185,8 +194,15 @@ struct MergeRow {
 /// The survivor's values after the merge: each field takes the first non-empty value in the order of
 /// [`preference`]; the stage is the further one; the earlier `created_at` is kept. Identities and tags are not
 /// here: they move as rows.
-fn merged_values(survivor: &MergeRow, absorbed: &MergeRow, stages: &[String]) -> MergeRow {
+fn merged_values(
+    survivor: &MergeRow,
+    absorbed: &MergeRow,
+    stages: &[String],
+    keep_oldest: &HashSet<String>,
+) -> MergeRow {
     let [first, second] = preference(survivor, absorbed);
+    let [older, newer] =
+        if absorbed.created_at < survivor.created_at { [absorbed, survivor] } else { [survivor, absorbed] };
     let text = |field: fn(&MergeRow) -> &Option<String>| {
         let value = field(first).as_ref().filter(|value| !value.trim().is_empty());
         value.or(field(second).as_ref()).cloned()
@@ -208,7 +224,9 @@ fn merged_values(survivor: &MergeRow, absorbed: &MergeRow, stages: &[String]) ->
         source: text(|row| &row.source),
         owner_id: first.owner_id.or(second.owner_id),
         company_id: first.company_id.or(second.company_id),
-        fields: Json(merged_fields(&first.fields, &second.fields)),
+        fields: Json(merged_fields([&first.fields, &second.fields], [&older.fields, &newer.fields], |key| {
+            keep_oldest.contains(key)
+        })),
         stage: stage.clone(),
         status: text(|row| &row.status),
         created_at: survivor.created_at.min(absorbed.created_at),
@@ -217,8 +235,7 @@ fn merged_values(survivor: &MergeRow, absorbed: &MergeRow, stages: &[String]) ->
 }
 
 /// The two contacts in the order their values are preferred: the most recently updated first, the survivor on a
-/// tie. A per-field rule (such as keeping the earlier created contact's value of some custom fields) would give
-/// those fields the other order.
+/// tie. Custom fields whose merge rule is `oldest` use the order of creation instead.
 fn preference<'a>(survivor: &'a MergeRow, absorbed: &'a MergeRow) -> [&'a MergeRow; 2] {
     if absorbed.updated_at > survivor.updated_at { [absorbed, survivor] } else { [survivor, absorbed] }
 }

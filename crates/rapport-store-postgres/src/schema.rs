@@ -1,7 +1,7 @@
 //! The workspace's own schema: custom field definitions, the stage and lead status lists, note templates.
 
 use anyhow::Context;
-use rapport_domain::{FieldDefinition, FieldEntity, FieldId, NoteTemplateId, Slug, WorkspaceId};
+use rapport_domain::{FieldDefinition, FieldEntity, FieldId, MergeRule, NoteTemplateId, Slug, WorkspaceId};
 use rapport_store::{
     FieldUpdate, ListEntry, ListEntryUpdate, ListKind, NewField, NewListEntry, NoteTemplate, NoteTemplateInput,
     StoreError, StoreResult,
@@ -16,8 +16,8 @@ impl PostgresStore {
 
     pub(crate) async fn create_field(&self, workspace: WorkspaceId, field: NewField) -> StoreResult<FieldDefinition> {
         let sql = format!(
-            "INSERT INTO field_definitions (workspace_id, entity, key, label, type, options, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, now()) RETURNING {FIELD_COLUMNS}"
+            "INSERT INTO field_definitions (workspace_id, entity, key, label, type, options, merge_rule, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now()) RETURNING {FIELD_COLUMNS}"
         );
         let row: FieldRow = sqlx::query_as(&sql)
             .bind(workspace.get())
@@ -26,6 +26,7 @@ impl PostgresStore {
             .bind(field.label.as_str())
             .bind(field.field_type.as_str())
             .bind(&field.options)
+            .bind(field.merge_rule.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(|error| {
@@ -74,7 +75,8 @@ impl PostgresStore {
         update: FieldUpdate,
     ) -> StoreResult<FieldDefinition> {
         let sql = format!(
-            "UPDATE field_definitions SET label = coalesce($3, label), options = coalesce($4, options)
+            "UPDATE field_definitions SET label = coalesce($3, label), options = coalesce($4, options),
+                 merge_rule = coalesce($5, merge_rule)
              WHERE workspace_id = $1 AND id = $2 RETURNING {FIELD_COLUMNS}"
         );
         let row: Option<FieldRow> = sqlx::query_as(&sql)
@@ -82,6 +84,7 @@ impl PostgresStore {
             .bind(id.get())
             .bind(update.label.as_ref().map(|label| label.as_str()))
             .bind(update.options.as_deref())
+            .bind(update.merge_rule.map(MergeRule::as_str))
             .fetch_optional(&self.pool)
             .await
             .context("updating a field definition")?;

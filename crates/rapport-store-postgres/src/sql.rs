@@ -4,7 +4,7 @@ use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use rapport_domain::{
     ApiKeyId, CompanyId, Contact, ContactId, FieldDefinition, FieldEntity, FieldId, FieldType, Identity, IdentityKind,
-    NoteTemplateId, Role, Slug, TagId, TagKind, UserId, WorkspaceId,
+    MergeRule, NoteTemplateId, Role, Slug, TagId, TagKind, UserId, WorkspaceId,
 };
 use rapport_store::{ApiKey, Company, ListEntry, NoteTemplate, Page, StoreError, Tag, User, Workspace};
 use serde_json::{Map, Value};
@@ -147,10 +147,11 @@ pub(crate) struct FieldRow {
     #[sqlx(rename = "type")]
     field_type: String,
     options: Vec<String>,
+    merge_rule: String,
     created_at: DateTime<Utc>,
 }
 
-pub(crate) const FIELD_COLUMNS: &str = "id, entity, key, label, type, options, created_at";
+pub(crate) const FIELD_COLUMNS: &str = "id, entity, key, label, type, options, merge_rule, created_at";
 
 impl FieldRow {
     pub(crate) fn into_record(self) -> anyhow::Result<FieldDefinition> {
@@ -163,6 +164,8 @@ impl FieldRow {
             field_type: FieldType::parse(&self.field_type)
                 .with_context(|| format!("unknown stored field type {:?}", self.field_type))?,
             options: self.options,
+            merge_rule: MergeRule::parse(&self.merge_rule)
+                .with_context(|| format!("unknown stored merge rule {:?}", self.merge_rule))?,
             created_at: self.created_at,
         })
     }

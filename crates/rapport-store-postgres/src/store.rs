@@ -5,15 +5,17 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
-    ApiKeyId, CompanyId, Contact, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, Identity,
-    NoteTemplateId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
+    ApiKeyId, CompanyId, Contact, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, FormId, Identity,
+    JobId, NoteTemplateId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
 };
 use rapport_store::{
-    Actor, ApiKey, Company, CompanyChanges, ContactCursor, EventOutcome, FieldUpdate, ListEntry, ListEntryUpdate,
-    ListKind, MergeReason, NewApiKey, NewEvent, NewField, NewListEntry, NewSource, NewTag, NewUser, Note, NoteTemplate,
-    NoteTemplateInput, Page, PageRequest, Source, SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor,
-    TimelineEntry, TrackingMessage, TrackingOutcome, UpsertOutcome, User, UserUpdate, Workspace,
+    Actor, ApiKey, Company, CompanyChanges, Consent, ContactCursor, EventOutcome, FieldUpdate, Form, FormUpdate, Job,
+    JobEnd, JobKind, ListEntry, ListEntryUpdate, ListKind, MergeReason, NewApiKey, NewEvent, NewField, NewForm, NewJob,
+    NewListEntry, NewSource, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput, Page, PageRequest, Source,
+    SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, TrackingMessage, TrackingOutcome,
+    UpsertOutcome, User, UserUpdate, Workspace,
 };
+use serde_json::Value;
 use tracing::instrument;
 
 use crate::connection::PostgresStore;
@@ -438,6 +440,83 @@ impl Store for PostgresStore {
     #[instrument(level = "debug", skip_all)]
     async fn merged_into(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Option<ContactId>> {
         self.merged_into(workspace, id).await
+    }
+
+    // ----- Background jobs -----
+    #[instrument(level = "debug", skip_all)]
+    async fn create_job(&self, workspace: WorkspaceId, job: NewJob) -> StoreResult<Job> {
+        self.create_job(workspace, job).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_job(&self, workspace: WorkspaceId, id: JobId) -> StoreResult<Job> {
+        self.get_job(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_jobs(
+        &self,
+        workspace: WorkspaceId,
+        kind: JobKind,
+        page: PageRequest<JobId>,
+    ) -> StoreResult<Page<Job, JobId>> {
+        self.list_jobs(workspace, kind, page).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn claim_job(&self) -> StoreResult<Option<Job>> {
+        self.claim_job().await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn report_job_progress(&self, id: JobId, progress: Value) -> StoreResult<bool> {
+        self.report_job_progress(id, progress).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn finish_job(&self, id: JobId, end: JobEnd) -> StoreResult<Job> {
+        self.finish_job(id, end).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn cancel_job(&self, workspace: WorkspaceId, id: JobId) -> StoreResult<Job> {
+        self.cancel_job(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn fail_interrupted_jobs(&self) -> StoreResult<u64> {
+        self.fail_interrupted_jobs().await
+    }
+
+    // ----- Forms and consent -----
+    #[instrument(level = "debug", skip_all)]
+    async fn create_form(&self, workspace: WorkspaceId, form: NewForm) -> StoreResult<Form> {
+        self.create_form(workspace, form).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_forms(&self, workspace: WorkspaceId) -> StoreResult<Vec<Form>> {
+        self.list_forms(workspace).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_form(&self, workspace: WorkspaceId, id: FormId) -> StoreResult<Form> {
+        self.get_form(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn form_by_id(&self, id: FormId) -> StoreResult<Option<Form>> {
+        self.form_by_id(id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn update_form(&self, workspace: WorkspaceId, id: FormId, update: FormUpdate) -> StoreResult<Form> {
+        self.update_form(workspace, id, update).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn contact_consents(&self, workspace: WorkspaceId, contact: ContactId) -> StoreResult<Vec<Consent>> {
+        self.contact_consents(workspace, contact).await
     }
 
     #[instrument(level = "debug", skip_all)]

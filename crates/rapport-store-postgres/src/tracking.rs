@@ -18,21 +18,23 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
-use rapport_domain::{ContactChanges, ContactId, Identity, IdentityKind, SourceId, WorkspaceId};
+use rapport_domain::{ContactChanges, ContactId, FormId, Identity, IdentityKind, SourceId, WorkspaceId};
 use rapport_store::{
-    CompanyChanges, MergeReason, StoreError, StoreResult, TrackingMessage, TrackingOp, TrackingOutcome, Visitor,
+    CompanyChanges, FORM_SUBMITTED_EVENT, MergeReason, NewConsent, StoreError, StoreResult, TrackingMessage,
+    TrackingOp, TrackingOutcome, Visitor,
 };
 use sqlx::{PgConnection, PgPool};
 
 use crate::batch::{Target, resolve_identities, write_contacts};
 use crate::companies::group_company;
-use crate::connection::{PostgresStore, WorkspaceLock, commit, lock_workspace, lock_workspace_shared};
+use crate::connection::{LockMode, PostgresStore, WorkspaceLock, commit, lock_workspace};
 use crate::events::{
-    EventIds, EventPayload, EventPlacement, EventWrite, PreparedEvents, SharedDocuments, stored_message_hashes,
-    write_events,
+    EventIds, EventPayload, EventPlacement, EventWrite, PreparedEvents, SharedIds, stored_message_hashes, write_events,
 };
-use crate::merge::{lock_for_merges, merge_into, stage_order};
+use crate::forms::{count_submission, record_consents};
+use crate::merge::{MERGE_LOCKS, merge_into, stage_order};
 use crate::message_ids::message_hash;
+use crate::sql::stored_identity_kind;
 use crate::tags::allocate_ids;
 
 impl PostgresStore {
@@ -44,30 +46,30 @@ impl PostgresStore {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin().await?;
         let may_merge = messages.iter().any(|message| {
             !matches!(message.op, TrackingOp::Event { .. })
                 || (message.visitor.user_id.is_some() && message.visitor.anonymous_id.is_some())
         });
-        if may_merge {
-            lock_for_merges(&mut tx, workspace).await?;
+        let mut tx = if may_merge {
+            self.begin_locked(workspace, &MERGE_LOCKS).await?
         } else {
-            lock_workspace_shared(&mut tx, workspace, WorkspaceLock::Erasure).await?;
-        }
-        let outcomes = Ingest::run(&mut tx, workspace, messages, may_merge, &self.pool, &self.shared_documents).await?;
+            self.begin_locked(workspace, &[(WorkspaceLock::Erasure, LockMode::Shared)]).await?
+        };
+        let outcomes = Ingest::run(&mut tx, workspace, messages, may_merge, &self.pool, &self.shared_ids).await?;
         commit(tx).await?;
         Ok(outcomes)
     }
 }
 
-/// A visitor's ids parsed into identities; at least one is present.
+/// A visitor's ids parsed into identities; at least one is present, except for a form submission, which identifies
+/// by its answers.
 struct VisitorIds {
     user_id: Option<Identity>,
     anonymous_id: Option<Identity>,
 }
 
 impl VisitorIds {
-    fn parse(visitor: &Visitor) -> Result<VisitorIds, String> {
+    fn parse(visitor: &Visitor, anonymous_allowed: bool) -> Result<VisitorIds, String> {
         let parse = |kind: IdentityKind, raw: &Option<String>, name: &str| {
             raw.as_deref().map(|raw| Identity::parse(kind, raw)).transpose().map_err(|error| format!("{name} {error}"))
         };
@@ -75,7 +77,7 @@ impl VisitorIds {
             user_id: parse(IdentityKind::UserId, &visitor.user_id, "userId")?,
             anonymous_id: parse(IdentityKind::AnonymousId, &visitor.anonymous_id, "anonymousId")?,
         };
-        if ids.user_id.is_none() && ids.anonymous_id.is_none() {
+        if ids.user_id.is_none() && ids.anonymous_id.is_none() && !anonymous_allowed {
             return Err("a message needs a userId or an anonymousId".to_owned());
         }
         Ok(ids)
@@ -112,8 +114,9 @@ impl Pending {
 struct Ingest<'c> {
     connection: &'c mut PgConnection,
     workspace: WorkspaceId,
-    /// Stage keys in list order; new contacts start in the first.
-    stages: Vec<String>,
+    /// Stage keys in list order; new contacts start in the first. Read when first needed: calls that only store
+    /// events of known visitors never need them.
+    stages: Option<Vec<String>>,
     /// The owner of every identity the call names, kept current as the call changes them. An owner that was
     /// merged away leads to its survivor through `redirects`.
     owners: HashMap<Identity, i64>,
@@ -138,7 +141,7 @@ impl<'c> Ingest<'c> {
         messages: Vec<TrackingMessage>,
         contacts_locked: bool,
         pool: &PgPool,
-        shared_documents: &SharedDocuments,
+        shared_ids: &SharedIds,
     ) -> StoreResult<Vec<TrackingOutcome>> {
         // Events are split, and their documents serialised and hashed, on a blocking thread while the database
         // resolves the call's identities and message ids.
@@ -160,9 +163,28 @@ impl<'c> Ingest<'c> {
                 TrackingOp::Identify { changes } => Change::Identify(Box::new(changes)),
                 TrackingOp::Group { group_id, company } => Change::Group(group_id, company),
                 TrackingOp::Alias { previous_id } => Change::Alias(previous_id),
+                TrackingOp::FormSubmission(submission) => {
+                    let submission = *submission;
+                    payloads.push(EventPayload {
+                        event_type: FORM_SUBMITTED_EVENT.to_owned(),
+                        properties: submission.properties,
+                        context: submission.context,
+                        occurred_at: submission.occurred_at,
+                        received_at: submission.received_at,
+                        source_name: None,
+                    });
+                    Change::FormSubmission(Box::new(Submission {
+                        form_id: submission.form_id,
+                        changes: submission.changes,
+                        payload: payloads.len() - 1,
+                        consents: submission.consents,
+                    }))
+                }
             };
             let hash = message_hash(workspace, &message_id);
-            work.push(Message { message_id, hash, source, visitor: VisitorIds::parse(&visitor), change });
+            let anonymous_allowed = matches!(change, Change::FormSubmission(_));
+            let visitor = VisitorIds::parse(&visitor, anonymous_allowed);
+            work.push(Message { message_id, hash, source, visitor, change });
         }
         let prepared = tokio::task::spawn_blocking(move || PreparedEvents::prepare(payloads));
 
@@ -172,7 +194,7 @@ impl<'c> Ingest<'c> {
         let documents = async {
             let mut prepared = prepared.await.context("preparing the events")?;
             if let Some(mut side) = pool.try_acquire() {
-                prepared.look_up_documents(&mut side, workspace, shared_documents).await?;
+                prepared.look_up_documents(&mut side, workspace, shared_ids).await?;
             }
             Ok::<_, StoreError>(prepared)
         };
@@ -184,13 +206,15 @@ impl<'c> Ingest<'c> {
                 }
                 match &message.change {
                     Change::Identify(changes) => named.extend(changes.match_identities()),
+                    Change::FormSubmission(submission) => named.extend(submission.changes.match_identities()),
                     Change::Alias(previous_id) => named.extend(previous_identities(previous_id).into_iter().flatten()),
                     Change::Event(_) | Change::Group(..) => {}
                 }
             }
             named.sort_unstable();
             named.dedup();
-            let mut owners = resolve_identities(connection, workspace, &named).await?;
+            let hashes: Vec<i64> = work.iter().map(|message| message.hash).collect();
+            let (mut owners, mut stored) = resolve_with_message_ids(connection, workspace, &named, &hashes).await?;
 
             // Contacts for new visitors need the contact lock; the visitors are resolved again once it is held, since
             // another call may have created them meanwhile.
@@ -203,15 +227,16 @@ impl<'c> Ingest<'c> {
             let mut new_visitors: HashSet<Vec<&Identity>> = HashSet::new();
             for message in &work {
                 if let Ok(visitor) = &message.visitor {
-                    if !visitor.identities().any(|identity| owners.contains_key(identity)) {
+                    let has_ids = visitor.identities().next().is_some();
+                    if has_ids && !visitor.identities().any(|identity| owners.contains_key(identity)) {
                         new_visitors.insert(visitor.identities().collect());
                     }
                 }
             }
             let spare_ids = allocate_ids(connection, "contacts_id_seq", new_visitors.len()).await?;
-            // Every message id is looked up among those of earlier non-event messages. Among stored events only where a
-            // duplicate could otherwise have an effect: an event of a visitor whose ids all lead to one known contact
-            // changes nothing but the events table, whose insert finds a stored message id by itself.
+            // Every message id was looked up among those of earlier non-event messages. Among stored events only where
+            // a duplicate could otherwise have an effect: an event of a visitor whose ids all lead to one known
+            // contact changes nothing but the events table, whose insert finds a stored message id by itself.
             let settled = |message: &Message| match (&message.change, &message.visitor) {
                 (Change::Event(_), Ok(visitor)) => {
                     let mut contacts = visitor.identities().map(|identity| owners.get(identity));
@@ -220,21 +245,20 @@ impl<'c> Ingest<'c> {
                 }
                 _ => false,
             };
-            let hashes: Vec<i64> = work.iter().map(|message| message.hash).collect();
-            let probe_events: Vec<bool> = work.iter().map(|message| !settled(message)).collect();
-            let stored = stored_message_hashes(connection, &hashes, &probe_events).await?;
-            let stages = stage_order(connection, workspace).await?;
+            let unsettled: Vec<i64> =
+                work.iter().filter(|message| !settled(message)).map(|message| message.hash).collect();
+            stored.extend(stored_message_hashes(connection, &unsettled, &vec![true; unsettled.len()]).await?);
 
-            Ok::<_, StoreError>((owners, spare_ids, stored, stages))
+            Ok::<_, StoreError>((owners, spare_ids, stored))
         };
         let (visitors, documents) = tokio::join!(visitors, documents);
-        let (owners, spare_ids, stored, stages) = visitors?;
+        let (owners, spare_ids, stored) = visitors?;
         let prepared = documents?;
 
         let mut ingest = Ingest {
             connection,
             workspace,
-            stages,
+            stages: None,
             owners,
             redirects: HashMap::new(),
             pending: Pending::default(),
@@ -256,7 +280,7 @@ impl<'c> Ingest<'c> {
             };
             outcomes.push(outcome);
         }
-        ingest.finish(prepared, &mut outcomes, shared_documents).await?;
+        ingest.finish(prepared, &mut outcomes, shared_ids).await?;
         Ok(outcomes)
     }
 
@@ -279,6 +303,9 @@ impl<'c> Ingest<'c> {
             Change::Identify(changes) => self.identify(&visitor, &actor, *changes).await,
             Change::Group(group_id, company) => self.group(&visitor, &actor, &group_id, company).await,
             Change::Alias(previous_id) => self.alias(&visitor, &actor, &previous_id).await,
+            Change::FormSubmission(submission) => {
+                self.submit_form(index, &visitor, &actor, source, &message_id, *submission).await
+            }
             Change::Event(_) => unreachable!("events return above"),
         };
         let applied = match applied {
@@ -350,6 +377,28 @@ impl<'c> Ingest<'c> {
             }
         }
         Ok(id)
+    }
+
+    /// Counts the submission on its form (rejected when the form is gone), identifies the visitor by the answers,
+    /// records the consents, and places the `form_submitted` event, which is written with the call's other events.
+    async fn submit_form(
+        &mut self,
+        index: usize,
+        visitor: &VisitorIds,
+        actor: &str,
+        source: SourceId,
+        message_id: &str,
+        submission: Submission,
+    ) -> StoreResult<i64> {
+        let Submission { form_id, changes, payload, consents } = submission;
+        count_submission(self.connection, self.workspace, form_id).await?;
+        let contact_id = self.identify(visitor, actor, changes).await?;
+        self.flush().await?;
+        record_consents(self.connection, self.workspace, contact_id, form_id, message_id, actor, &consents).await?;
+        // The submission's message id is recorded for the contact with the other messages' ids, so the event
+        // carries none (the event insert would otherwise find it taken).
+        self.events.push((index, EventPlacement { payload, contact_id, source_id: Some(source), message_id: None }));
+        Ok(contact_id)
     }
 
     async fn group(
@@ -473,10 +522,19 @@ impl<'c> Ingest<'c> {
     async fn merge(&mut self, survivor: i64, absorbed: i64, reason: MergeReason, actor: &str) -> StoreResult<()> {
         self.flush().await?;
         let (survivor, absorbed) = (ContactId::new(survivor), ContactId::new(absorbed));
-        merge_into(self.connection, self.workspace, survivor, absorbed, reason, actor, &self.stages).await?;
+        self.load_stages().await?;
+        let stages = self.stages.as_deref().unwrap_or_default();
+        merge_into(self.connection, self.workspace, survivor, absorbed, reason, actor, stages).await?;
         self.redirects.insert(absorbed.get(), survivor.get());
         if let Some(undo) = &mut self.undo {
             undo.push(Undo::Redirect(absorbed.get()));
+        }
+        Ok(())
+    }
+
+    async fn load_stages(&mut self) -> StoreResult<()> {
+        if self.stages.is_none() {
+            self.stages = Some(stage_order(self.connection, self.workspace).await?);
         }
         Ok(())
     }
@@ -508,8 +566,13 @@ impl<'c> Ingest<'c> {
         let pending = std::mem::take(&mut self.pending);
         let workspace = self.workspace.get();
         if !pending.contacts.is_empty() {
-            let first_stage = self.stages.first().context("the workspace has no stage")?;
-            let (ids, user_ids): (Vec<i64>, Vec<Option<String>>) = pending.contacts.into_iter().unzip();
+            self.load_stages().await?;
+            let first_stage = self.stages.iter().flatten().next().context("the workspace has no stage")?;
+            // In id order: spare ids are handed out from the end of their list, and rows inserted in descending key
+            // order split the pages of the id and update-time indexes in half instead of filling them.
+            let mut contacts = pending.contacts;
+            contacts.sort_unstable_by_key(|(id, _)| *id);
+            let (ids, user_ids): (Vec<i64>, Vec<Option<String>>) = contacts.into_iter().unzip();
             sqlx::query(
                 "INSERT INTO contacts (id, workspace_id, user_id, stage, created_at, updated_at)
                  SELECT id, $1, user_id, $2, now(), now() FROM UNNEST($3::bigint[], $4::text[]) AS new (id, user_id)",
@@ -572,7 +635,7 @@ impl<'c> Ingest<'c> {
         mut self,
         mut prepared: PreparedEvents,
         outcomes: &mut [TrackingOutcome],
-        shared_documents: &SharedDocuments,
+        shared_ids: &SharedIds,
     ) -> StoreResult<()> {
         self.flush().await?;
         if !self.claims.is_empty() {
@@ -597,8 +660,7 @@ impl<'c> Ingest<'c> {
             placements.push(placement);
         }
         let written =
-            write_events(self.connection, self.workspace, prepared, placements, EventIds::Omit, shared_documents)
-                .await?;
+            write_events(self.connection, self.workspace, prepared, placements, EventIds::Omit, shared_ids).await?;
         for (index, written) in indexes.into_iter().zip(written) {
             if written == EventWrite::Duplicate {
                 outcomes[index] = TrackingOutcome::Duplicate;
@@ -625,6 +687,59 @@ enum Change {
     Identify(Box<ContactChanges>),
     Group(String, CompanyChanges),
     Alias(String),
+    /// Boxed like identify calls; its event's payload is among the call's event payloads.
+    FormSubmission(Box<Submission>),
+}
+
+/// A form submission as the call applies it.
+struct Submission {
+    form_id: FormId,
+    changes: ContactChanges,
+    payload: usize,
+    consents: Vec<NewConsent>,
+}
+
+/// The contacts that own `identities`, as [`resolve_identities`] finds them, and the hashes among `hashes` that
+/// messages other than events have stored (the `message_ids` table), with one round trip.
+async fn resolve_with_message_ids(
+    connection: &mut PgConnection,
+    workspace: WorkspaceId,
+    identities: &[Identity],
+    hashes: &[i64],
+) -> StoreResult<(HashMap<Identity, i64>, HashSet<i64>)> {
+    let kinds: Vec<&str> = identities.iter().map(|identity| identity.kind().as_str()).collect();
+    let values: Vec<&str> = identities.iter().map(Identity::value).collect();
+    let rows: Vec<(Option<String>, Option<String>, i64)> = sqlx::query_as(
+        "SELECT wanted.kind, wanted.value, i.contact_id
+         FROM UNNEST($2::text[], $3::text[]) AS wanted (kind, value)
+         CROSS JOIN LATERAL (
+             SELECT contact_id FROM contact_identities
+             WHERE workspace_id = $1 AND kind = wanted.kind AND value = wanted.value OFFSET 0
+         ) AS i
+         UNION ALL
+         SELECT NULL, NULL, wanted.hash FROM UNNEST($4::bigint[]) AS wanted (hash)
+         WHERE EXISTS (SELECT 1 FROM message_ids WHERE message_hash = wanted.hash)",
+    )
+    .bind(workspace.get())
+    .bind(&kinds)
+    .bind(&values)
+    .bind(hashes)
+    .fetch_all(connection)
+    .await
+    .context("resolving identities and probing message ids")?;
+    let mut owners = HashMap::with_capacity(rows.len());
+    let mut stored = HashSet::new();
+    for row in rows {
+        match row {
+            (Some(kind), Some(value), contact) => {
+                owners.insert(Identity::from_stored(stored_identity_kind(&kind)?, value), contact);
+            }
+            (_, _, hash) => {
+                stored.insert(hash);
+            }
+        }
+    }
+    Ok((owners, stored))
 }
 
 /// The identities an alias's previous id may be, in the order they are tried.

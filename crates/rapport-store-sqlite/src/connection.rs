@@ -23,6 +23,8 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { script: include_str!("../migrations/0001_initial.sql"), then: None },
     Migration { script: include_str!("../migrations/0002_capture.sql"), then: Some(upgrade_events_v1) },
+    Migration { script: include_str!("../migrations/0003_forms.sql"), then: None },
+    Migration { script: include_str!("../migrations/0004_jobs.sql"), then: None },
 ];
 
 const READER_CONNECTIONS: usize = 4;
@@ -105,15 +107,27 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, &mut WriterMemo) -> StoreResult<T> + Send + 'static,
     {
+        self.prepare_then_write(|| Ok(()), move |transaction, memo, ()| work(transaction, memo)).await
+    }
+
+    /// Runs `prepare` on a blocking thread without holding the writer, then `work` with its result as
+    /// [`SqliteStore::write_remembering`] does. While one call writes, the next one can prepare on the other core.
+    pub(crate) async fn prepare_then_write<P, I, T, F>(&self, prepare: P, work: F) -> StoreResult<T>
+    where
+        P: FnOnce() -> StoreResult<I> + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, &mut WriterMemo, I) -> StoreResult<T> + Send + 'static,
+    {
         let connections = Arc::clone(&self.connections);
         tokio::task::spawn_blocking(move || {
+            let prepared = prepare()?;
             let mut writer = lock(&connections.writer);
             let Writer { connection, memo } = &mut *writer;
             memo.check_current(connection)?;
             let transaction = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .context("starting a write transaction")?;
-            let committed = work(&transaction, memo)
+            let committed = work(&transaction, memo, prepared)
                 .and_then(|value| transaction.commit().context("committing").map(|()| value).map_err(Into::into));
             match committed {
                 Ok(_) => memo.committed(),

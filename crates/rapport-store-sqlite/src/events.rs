@@ -39,15 +39,15 @@ use crate::sql::{corrupt, micros, now_micros, time_from_micros};
 /// `url` or a `path` (the Segment page spec's fields, plus the page call's name and category).
 const PAGE_PROPERTY_KEYS: [&str; 8] = ["category", "keywords", "name", "path", "referrer", "search", "title", "url"];
 
-/// One event as it is written. It borrows its JSON, so that the caller decides where the (many, small)
+/// One event as it is written. It borrows its data, so that the caller decides where the (many, small)
 /// allocations of the messages are freed.
 pub(crate) struct EventRow<'a> {
     /// Set only when an upgrade copies events that already have ids.
     pub(crate) id: Option<i64>,
     pub(crate) contact: ContactId,
     pub(crate) event_type: &'a str,
-    pub(crate) properties: &'a Map<String, Value>,
-    pub(crate) context: &'a Map<String, Value>,
+    /// The properties and context, already serialized.
+    pub(crate) documents: &'a EventDocuments,
     /// Microseconds, like every stored time.
     pub(crate) occurred_at: i64,
     pub(crate) received_at: i64,
@@ -56,6 +56,67 @@ pub(crate) struct EventRow<'a> {
     /// The tracking source the event came through.
     pub(crate) source_id: Option<SourceId>,
     pub(crate) message_id: Option<&'a str>,
+}
+
+/// An event's JSON as it is stored: the inline properties, and the documents to intern, serialized and hashed.
+/// Building it needs no database, so the tracking API does it before taking the writer connection, and the
+/// serializing and hashing of one commit overlaps the writing of the previous one.
+pub(crate) struct EventDocuments {
+    properties: Option<String>,
+    page: Option<Document>,
+    context: Option<Document>,
+    context_page: ContextPage,
+}
+
+/// A document to intern: its body and the first 16 bytes of the body's SHA-256, too many for two bodies ever to
+/// share them.
+struct Document {
+    body: String,
+    digest: u128,
+}
+
+enum ContextPage {
+    None,
+    /// A page view's context repeats its page properties: the same document, serialized once.
+    SameAsPage,
+    Document(Document),
+}
+
+impl EventDocuments {
+    pub(crate) fn new(properties: &Map<String, Value>, context: &Map<String, Value>) -> StoreResult<EventDocuments> {
+        let describes_page = properties.contains_key("url") || properties.contains_key("path");
+        let page = describes_page.then(|| Document::new(&Only { map: properties, keep: is_page_key })).transpose()?;
+        let properties_text = if describes_page {
+            let rest = Only { map: properties, keep: |key| !is_page_key(key) };
+            (rest.len() > 0).then(|| serialize(&rest)).transpose()?
+        } else {
+            (!properties.is_empty()).then(|| serialize(properties)).transpose()?
+        };
+        let (context_document, context_page) = match context.get("page") {
+            Some(Value::Object(page)) => {
+                let rest = Only { map: context, keep: |key| key != "page" };
+                let context_document = (rest.len() > 0).then(|| Document::new(&rest)).transpose()?;
+                let context_page = if describes_page && same_page(properties, page) {
+                    ContextPage::SameAsPage
+                } else {
+                    ContextPage::Document(Document::new(page)?)
+                };
+                (context_document, context_page)
+            }
+            _ => ((!context.is_empty()).then(|| Document::new(context)).transpose()?, ContextPage::None),
+        };
+        Ok(EventDocuments { properties: properties_text, page, context: context_document, context_page })
+    }
+}
+
+impl Document {
+    fn new(content: &impl Serialize) -> StoreResult<Document> {
+        let body = serialize(content)?;
+        let digest = Sha256::digest(body.as_bytes());
+        let mut first = [0_u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        Ok(Document { body, digest: u128::from_be_bytes(first) })
+    }
 }
 
 /// Writes the events of one call in one workspace. Reference counts are added up in memory and written by
@@ -79,11 +140,21 @@ impl EventWriter {
         message_id: &str,
         owner: Option<ContactId>,
     ) -> StoreResult<bool> {
+        self.claim_message_hash(tx, message_hash(message_id), owner)
+    }
+
+    /// [`EventWriter::claim_message_id`] with the id's hash (see `message_ids.rs`) computed already.
+    pub(crate) fn claim_message_hash(
+        &self,
+        tx: &Transaction<'_>,
+        hash: i64,
+        owner: Option<ContactId>,
+    ) -> StoreResult<bool> {
         let mut claim = tx
             .prepare_cached("INSERT OR IGNORE INTO message_ids (workspace_id, hash, contact_id) VALUES (?1, ?2, ?3)")
             .context("preparing a message id claim")?;
         let claimed = claim
-            .execute(params![self.workspace.get(), message_hash(message_id), owner.map(ContactId::get)])
+            .execute(params![self.workspace.get(), hash, owner.map(ContactId::get)])
             .context("claiming a message id")?;
         Ok(claimed == 1)
     }
@@ -95,30 +166,14 @@ impl EventWriter {
         event: EventRow<'_>,
     ) -> StoreResult<i64> {
         let type_id = self.type_id(tx, memo, event.event_type)?;
-        let describes_page = event.properties.contains_key("url") || event.properties.contains_key("path");
-        let page_id = if describes_page {
-            Some(self.document(tx, memo, &Only { map: event.properties, keep: is_page_key })?)
-        } else {
-            None
-        };
-        let properties = if describes_page {
-            let rest = Only { map: event.properties, keep: |key| !is_page_key(key) };
-            (rest.len() > 0).then(|| serialize(&rest)).transpose()?
-        } else {
-            (!event.properties.is_empty()).then(|| serialize(event.properties)).transpose()?
-        };
-        let (context_id, context_page_id) = match event.context.get("page") {
-            Some(Value::Object(page)) => {
-                let rest = Only { map: event.context, keep: |key| key != "page" };
-                let context_id = (rest.len() > 0).then(|| self.document(tx, memo, &rest)).transpose()?;
-                // A page view's context repeats its page properties: the same document, without serializing it twice.
-                let page_id = match page_id {
-                    Some(id) if describes_page && same_page(event.properties, page) => self.reference(id),
-                    _ => self.document(tx, memo, page)?,
-                };
-                (context_id, Some(page_id))
-            }
-            _ => ((!event.context.is_empty()).then(|| self.document(tx, memo, event.context)).transpose()?, None),
+        let documents = event.documents;
+        let page_id = documents.page.as_ref().map(|page| self.document(tx, memo, page)).transpose()?;
+        let context_id = documents.context.as_ref().map(|context| self.document(tx, memo, context)).transpose()?;
+        let context_page_id = match (&documents.context_page, page_id) {
+            (ContextPage::None, _) => None,
+            (ContextPage::SameAsPage, Some(page_id)) => Some(self.reference(page_id)),
+            (ContextPage::SameAsPage, None) => None,
+            (ContextPage::Document(page), _) => Some(self.document(tx, memo, page)?),
         };
         let mut insert = tx
             .prepare_cached(
@@ -135,7 +190,7 @@ impl EventWriter {
                 type_id,
                 event.occurred_at,
                 event.received_at - event.occurred_at,
-                properties,
+                documents.properties,
                 page_id,
                 context_id,
                 context_page_id,
@@ -169,19 +224,15 @@ impl EventWriter {
         Ok(id)
     }
 
-    /// The id of the interned document with this content, counting one more reference to it. The memo knows
-    /// documents by the first 16 bytes of the body's SHA-256, too many for two bodies ever to share them.
-    fn document(&mut self, tx: &Transaction<'_>, memo: &mut WriterMemo, content: &impl Serialize) -> StoreResult<i64> {
-        let body = serialize(content)?;
-        let digest = Sha256::digest(body.as_bytes());
-        let mut first = [0_u8; 16];
-        first.copy_from_slice(&digest[..16]);
-        let key = (self.workspace, u128::from_be_bytes(first));
+    /// The id of the interned document, counting one more reference to it.
+    fn document(&mut self, tx: &Transaction<'_>, memo: &mut WriterMemo, document: &Document) -> StoreResult<i64> {
+        let key = (self.workspace, document.digest);
         let id = match memo.documents.get(&key) {
             Some(id) => id,
             None => {
-                let hash = i64::from_be_bytes(first[..8].try_into().unwrap_or_default());
-                let id = intern_document(tx, self.workspace, hash, &body)?;
+                // The stored hash is the digest's first eight bytes.
+                let hash = (document.digest >> 64) as i64;
+                let id = intern_document(tx, self.workspace, hash, &document.body)?;
                 memo.documents.learn(key, id);
                 id
             }
@@ -195,14 +246,12 @@ impl EventWriter {
     }
 }
 
-/// Whether the workspace has stored this message id (earlier in this transaction included).
-pub(crate) fn message_id_seen(conn: &Connection, workspace: WorkspaceId, message_id: &str) -> StoreResult<bool> {
+/// Whether the workspace has stored the message id with this hash (earlier in this transaction included).
+pub(crate) fn message_hash_seen(conn: &Connection, workspace: WorkspaceId, hash: i64) -> StoreResult<bool> {
     let mut probe = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM message_ids WHERE workspace_id = ?1 AND hash = ?2)")
         .context("preparing a message id probe")?;
-    Ok(probe
-        .query_row(params![workspace.get(), message_hash(message_id)], |row| row.get(0))
-        .context("probing a message id")?)
+    Ok(probe.query_row(params![workspace.get(), hash], |row| row.get(0)).context("probing a message id")?)
 }
 
 /// Appends events from the REST API. Per event this costs a contact probe (remembered for the call), a message id
@@ -259,6 +308,7 @@ pub(crate) fn insert_events(
                 }
             },
         };
+        let documents = EventDocuments::new(&event.properties, &event.context)?;
         let event_id = writer.insert(
             tx,
             memo,
@@ -266,8 +316,7 @@ pub(crate) fn insert_events(
                 id: None,
                 contact: contact_id,
                 event_type: &event.event_type,
-                properties: &event.properties,
-                context: &event.context,
+                documents: &documents,
                 occurred_at: micros(event.occurred_at),
                 received_at: micros(event.received_at),
                 source: event.source.as_deref(),

@@ -4,6 +4,8 @@
 //! hangs off the absorbed contact (identities, events, activities, message ids, pointers of earlier merges) is
 //! re-pointed with one `UPDATE` per table, its tags are copied, and its row is deleted.
 
+use std::collections::HashSet;
+
 use anyhow::Context;
 use rapport_domain::{CompanyId, Contact, ContactId, UserId, WorkspaceId, merged_fields};
 use rapport_store::{Actor, MergeReason, StoreError, StoreResult};
@@ -61,7 +63,8 @@ pub(crate) fn merge_into(
     let workspace = context.workspace;
     let kept = get_contact(tx, workspace, survivor)?;
     let gone = get_contact(tx, workspace, absorbed)?;
-    let merged = merged_values(&kept, &gone, references.stages());
+    let keep_oldest = keep_oldest_fields(tx, workspace)?;
+    let merged = merged_values(&kept, &gone, references.stages(), &keep_oldest);
 
     let (from, to) = (absorbed.get(), survivor.get());
     let moves = [
@@ -73,6 +76,7 @@ pub(crate) fn merge_into(
         ),
         ("moving activities", "UPDATE activities SET contact_id = ?2 WHERE contact_id = ?1"),
         ("moving message ids", "UPDATE message_ids SET contact_id = ?2 WHERE contact_id = ?1"),
+        ("moving consents", "UPDATE consents SET contact_id = ?2 WHERE contact_id = ?1"),
         ("moving merge pointers", "UPDATE contact_merges SET survivor_id = ?2 WHERE survivor_id = ?1"),
     ];
     for (doing, sql) in moves {
@@ -132,8 +136,10 @@ pub(crate) fn merge_into(
 /// The survivor's values after the merge: each field takes the first non-empty value in the order of
 /// [`preference`]; the stage is the further one; the earlier `created_at` is kept. Identities and tags are not
 /// here: they move as rows.
-fn merged_values(survivor: &Contact, absorbed: &Contact, stages: &[String]) -> Contact {
+fn merged_values(survivor: &Contact, absorbed: &Contact, stages: &[String], keep_oldest: &HashSet<String>) -> Contact {
     let [first, second] = preference(survivor, absorbed);
+    let [older, newer] =
+        if absorbed.created_at < survivor.created_at { [absorbed, survivor] } else { [survivor, absorbed] };
     let text = |field: fn(&Contact) -> &Option<String>| {
         let value = field(first).as_ref().filter(|value| !value.trim().is_empty());
         value.or(field(second).as_ref()).cloned()
@@ -154,7 +160,9 @@ fn merged_values(survivor: &Contact, absorbed: &Contact, stages: &[String]) -> C
         source: text(|contact| &contact.source),
         owner_id: first.owner_id.or(second.owner_id),
         company_id: first.company_id.or(second.company_id),
-        fields: merged_fields(&first.fields, &second.fields),
+        fields: merged_fields([&first.fields, &second.fields], [&older.fields, &newer.fields], |key| {
+            keep_oldest.contains(key)
+        }),
         stage: stage.clone(),
         status: text(|contact| &contact.status),
         created_at: survivor.created_at.min(absorbed.created_at),
@@ -163,8 +171,19 @@ fn merged_values(survivor: &Contact, absorbed: &Contact, stages: &[String]) -> C
 }
 
 /// The two contacts in the order their values are preferred: the most recently updated first, the survivor on a
-/// tie. A per-field rule (such as keeping the earlier created contact's value of some custom fields) would give
-/// those fields the other order.
+/// tie. Custom fields whose merge rule is `oldest` use the order of creation instead.
 fn preference<'a>(survivor: &'a Contact, absorbed: &'a Contact) -> [&'a Contact; 2] {
     if absorbed.updated_at > survivor.updated_at { [absorbed, survivor] } else { [survivor, absorbed] }
+}
+
+/// Keys of the workspace's contact fields whose merge rule keeps the earlier created contact's value.
+fn keep_oldest_fields(conn: &Connection, workspace: WorkspaceId) -> StoreResult<HashSet<String>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT key FROM field_definitions
+             WHERE workspace_id = ?1 AND entity = 'contact' AND merge_rule = 'oldest'",
+        )
+        .context("preparing the merge rules")?;
+    let keys = statement.query_map([workspace.get()], |row| row.get(0)).context("reading the merge rules")?;
+    Ok(keys.collect::<rusqlite::Result<_>>().context("reading the merge rules")?)
 }

@@ -1,7 +1,7 @@
 //! The workspace's own schema: custom field definitions, the stage and lead status lists, note templates.
 
 use anyhow::Context;
-use rapport_domain::{FieldDefinition, FieldEntity, FieldId, FieldType, NoteTemplateId, Slug, WorkspaceId};
+use rapport_domain::{FieldDefinition, FieldEntity, FieldId, FieldType, MergeRule, NoteTemplateId, Slug, WorkspaceId};
 use rapport_store::{
     FieldUpdate, ListEntry, ListEntryUpdate, ListKind, NewField, NewListEntry, NoteTemplate, NoteTemplateInput,
     StoreError, StoreResult,
@@ -12,7 +12,7 @@ use crate::sql::{now_micros, parsed_at, time_at};
 
 // ----- Custom fields -----
 
-const FIELD_COLUMNS: &str = "id, entity, key, label, type, options, created_at";
+const FIELD_COLUMNS: &str = "id, entity, key, label, type, options, created_at, merge_rule";
 
 pub(crate) fn create_field(
     tx: &Transaction<'_>,
@@ -32,8 +32,8 @@ pub(crate) fn create_field(
         return Err(StoreError::conflict("field_exists", message));
     }
     tx.execute(
-        "INSERT INTO field_definitions (workspace_id, entity, key, label, type, options, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO field_definitions (workspace_id, entity, key, label, type, options, created_at, merge_rule)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             workspace.get(),
             field.entity.as_str(),
@@ -42,6 +42,7 @@ pub(crate) fn create_field(
             field.field_type.as_str(),
             options_json(&field.options),
             now_micros(),
+            field.merge_rule.as_str(),
         ],
     )
     .context("inserting a field definition")?;
@@ -81,12 +82,13 @@ pub(crate) fn update_field(
 ) -> StoreResult<FieldDefinition> {
     let current = get_field(tx, workspace, id)?;
     tx.execute(
-        "UPDATE field_definitions SET label = ?3, options = ?4 WHERE workspace_id = ?1 AND id = ?2",
+        "UPDATE field_definitions SET label = ?3, options = ?4, merge_rule = ?5 WHERE workspace_id = ?1 AND id = ?2",
         params![
             workspace.get(),
             id.get(),
             update.label.map_or(current.label, |label| label.into_string()),
             options_json(&update.options.unwrap_or(current.options)),
+            update.merge_rule.unwrap_or(current.merge_rule).as_str(),
         ],
     )
     .context("updating a field definition")?;
@@ -125,6 +127,7 @@ fn field_from_row(row: &Row<'_>) -> rusqlite::Result<FieldDefinition> {
         options: serde_json::from_str(&options)
             .map_err(|error| rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, error.into()))?,
         created_at: time_at(row, 6)?,
+        merge_rule: parsed_at(row, 7, MergeRule::parse)?,
     })
 }
 

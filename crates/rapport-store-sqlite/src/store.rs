@@ -4,18 +4,20 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
-    ApiKeyId, CompanyId, Contact, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, Identity,
-    NoteTemplateId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
+    ApiKeyId, CompanyId, Contact, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, FormId, Identity,
+    JobId, NoteTemplateId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
 };
 use rapport_store::{
-    Actor, ApiKey, Company, CompanyChanges, ContactCursor, EventOutcome, FieldUpdate, ListEntry, ListEntryUpdate,
-    ListKind, MergeReason, NewApiKey, NewEvent, NewField, NewListEntry, NewSource, NewTag, NewUser, Note, NoteTemplate,
-    NoteTemplateInput, Page, PageRequest, Source, SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor,
-    TimelineEntry, TrackingMessage, TrackingOutcome, UpsertOutcome, User, UserUpdate, Workspace,
+    Actor, ApiKey, Company, CompanyChanges, Consent, ContactCursor, EventOutcome, FieldUpdate, Form, FormUpdate, Job,
+    JobEnd, JobKind, ListEntry, ListEntryUpdate, ListKind, MergeReason, NewApiKey, NewEvent, NewField, NewForm, NewJob,
+    NewListEntry, NewSource, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput, Page, PageRequest, Source,
+    SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, TrackingMessage, TrackingOutcome,
+    UpsertOutcome, User, UserUpdate, Workspace,
 };
+use serde_json::Value;
 
 use crate::connection::SqliteStore;
-use crate::{access, companies, contacts, events, history, merge, schema, sources, tags, tracking};
+use crate::{access, companies, contacts, events, forms, history, jobs, merge, schema, sources, tags, tracking};
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -389,11 +391,17 @@ impl Store for SqliteStore {
         workspace: WorkspaceId,
         messages: Vec<TrackingMessage>,
     ) -> StoreResult<Vec<TrackingOutcome>> {
-        // As for events: the messages are dropped here, not on the writer's thread.
+        // As for events: the messages (and what was prepared from them) are dropped here, not on the writer's thread.
         let (outcomes, _messages) = self
-            .write_remembering(move |tx, memo| {
-                Ok((tracking::ingest_tracking(tx, memo, workspace, &messages)?, messages))
-            })
+            .prepare_then_write(
+                move || {
+                    let prepared = tracking::prepare_tracking(&messages)?;
+                    Ok((messages, prepared))
+                },
+                move |tx, memo, (messages, prepared)| {
+                    Ok((tracking::ingest_tracking(tx, memo, workspace, &messages, &prepared)?, (messages, prepared)))
+                },
+            )
             .await?;
         Ok(outcomes)
     }
@@ -414,6 +422,71 @@ impl Store for SqliteStore {
 
     async fn merged_into(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<Option<ContactId>> {
         self.read(move |conn| merge::merged_into(conn, workspace, id)).await
+    }
+
+    // ----- Background jobs -----
+
+    async fn create_job(&self, workspace: WorkspaceId, job: NewJob) -> StoreResult<Job> {
+        self.write(move |tx| jobs::create_job(tx, workspace, job)).await
+    }
+
+    async fn get_job(&self, workspace: WorkspaceId, id: JobId) -> StoreResult<Job> {
+        self.read(move |conn| jobs::get_job(conn, workspace, id)).await
+    }
+
+    async fn list_jobs(
+        &self,
+        workspace: WorkspaceId,
+        kind: JobKind,
+        page: PageRequest<JobId>,
+    ) -> StoreResult<Page<Job, JobId>> {
+        self.read(move |conn| jobs::list_jobs(conn, workspace, kind, page)).await
+    }
+
+    async fn claim_job(&self) -> StoreResult<Option<Job>> {
+        self.write(jobs::claim_job).await
+    }
+
+    async fn report_job_progress(&self, id: JobId, progress: Value) -> StoreResult<bool> {
+        self.write(move |tx| jobs::report_job_progress(tx, id, &progress)).await
+    }
+
+    async fn finish_job(&self, id: JobId, end: JobEnd) -> StoreResult<Job> {
+        self.write(move |tx| jobs::finish_job(tx, id, end)).await
+    }
+
+    async fn cancel_job(&self, workspace: WorkspaceId, id: JobId) -> StoreResult<Job> {
+        self.write(move |tx| jobs::cancel_job(tx, workspace, id)).await
+    }
+
+    async fn fail_interrupted_jobs(&self) -> StoreResult<u64> {
+        self.write(jobs::fail_interrupted_jobs).await
+    }
+
+    // ----- Forms and consent -----
+
+    async fn create_form(&self, workspace: WorkspaceId, form: NewForm) -> StoreResult<Form> {
+        self.write(move |tx| forms::create_form(tx, workspace, form)).await
+    }
+
+    async fn list_forms(&self, workspace: WorkspaceId) -> StoreResult<Vec<Form>> {
+        self.read(move |conn| forms::list_forms(conn, workspace)).await
+    }
+
+    async fn get_form(&self, workspace: WorkspaceId, id: FormId) -> StoreResult<Form> {
+        self.read(move |conn| forms::get_form(conn, workspace, id)).await
+    }
+
+    async fn form_by_id(&self, id: FormId) -> StoreResult<Option<Form>> {
+        self.read(move |conn| forms::form_by_id(conn, id)).await
+    }
+
+    async fn update_form(&self, workspace: WorkspaceId, id: FormId, update: FormUpdate) -> StoreResult<Form> {
+        self.write(move |tx| forms::update_form(tx, workspace, id, update)).await
+    }
+
+    async fn contact_consents(&self, workspace: WorkspaceId, contact: ContactId) -> StoreResult<Vec<Consent>> {
+        self.read(move |conn| forms::contact_consents(conn, workspace, contact)).await
     }
 
     /// Pages in use times the page size: the database as this connection sees it, committed WAL frames included.

@@ -13,23 +13,66 @@ use std::collections::HashMap;
 use anyhow::Context;
 use rapport_domain::{ContactChanges, ContactId, Identity, IdentityKind, SourceId, TagKind, WorkspaceId};
 use rapport_store::{
-    CompanyChanges, MergeReason, StoreError, StoreResult, TrackingMessage, TrackingOp, TrackingOutcome, Visitor,
+    CompanyChanges, FORM_SUBMITTED_EVENT, FormSubmission, MergeReason, StoreError, StoreResult, TrackingMessage,
+    TrackingOp, TrackingOutcome, Visitor,
 };
 use rusqlite::{Transaction, params};
 
 use crate::companies::group_company;
 use crate::contacts::{ChangeContext, References, add_identity, apply_changes, check_references, identity_owner};
-use crate::events::{EventRow, EventWriter, message_id_seen};
+use crate::events::{EventDocuments, EventRow, EventWriter, message_hash_seen};
+use crate::forms::{count_submission, record_consents};
 use crate::memo::WriterMemo;
 use crate::merge::merge_into;
+use crate::message_ids::message_hash;
 use crate::sql::{micros, now_micros};
 use crate::tags::TagResolver;
 
+/// What can be worked out about a message without the database: the hash of its id, its visitor's identities and,
+/// for an event, its JSON serialized and hashed. [`prepare_tracking`] does it before the writer connection is taken,
+/// so that this work for one commit runs while the previous one writes.
+pub(crate) struct PreparedMessage {
+    message_hash: i64,
+    identities: Result<VisitorIdentities, TrackingOutcome>,
+    documents: Option<EventDocuments>,
+}
+
+impl PreparedMessage {
+    /// The event documents, which [`prepare_tracking`] builds for every event and form submission whose visitor
+    /// parsed — the only messages that ask for them.
+    fn documents(&self) -> StoreResult<&EventDocuments> {
+        Ok(self.documents.as_ref().context("a message's event documents were not prepared")?)
+    }
+}
+
+pub(crate) fn prepare_tracking(messages: &[TrackingMessage]) -> StoreResult<Vec<PreparedMessage>> {
+    messages
+        .iter()
+        .map(|message| {
+            // A form submission identifies by its answers, so it needs no visitor id.
+            let anonymous_allowed = matches!(message.op, TrackingOp::FormSubmission(_));
+            let identities = parse_visitor(&message.visitor, anonymous_allowed);
+            let documents = match &message.op {
+                TrackingOp::Event { properties, context, .. } if identities.is_ok() => {
+                    Some(EventDocuments::new(properties, context)?)
+                }
+                TrackingOp::FormSubmission(submission) if identities.is_ok() => {
+                    Some(EventDocuments::new(&submission.properties, &submission.context)?)
+                }
+                _ => None,
+            };
+            Ok(PreparedMessage { message_hash: message_hash(&message.message_id), identities, documents })
+        })
+        .collect()
+}
+
+/// Applies the messages in order; `prepared` is [`prepare_tracking`]'s answer for them.
 pub(crate) fn ingest_tracking(
     tx: &Transaction<'_>,
     memo: &mut WriterMemo,
     workspace: WorkspaceId,
     messages: &[TrackingMessage],
+    prepared: &[PreparedMessage],
 ) -> StoreResult<Vec<TrackingOutcome>> {
     let mut ingest = Ingest {
         tx,
@@ -41,15 +84,15 @@ pub(crate) fn ingest_tracking(
         visitors: HashMap::new(),
     };
     let mut outcomes = Vec::with_capacity(messages.len());
-    for message in messages {
-        outcomes.push(ingest.apply(message)?);
+    for (message, prepared) in messages.iter().zip(prepared) {
+        outcomes.push(ingest.apply(message, prepared)?);
     }
     ingest.events.finish(tx)?;
     Ok(outcomes)
 }
 
 /// A visitor's raw ids, as the key under which the call remembers its contact.
-type VisitorKey = (Option<String>, Option<String>);
+type VisitorKey<'m> = (Option<&'m str>, Option<&'m str>);
 
 /// A visitor's ids parsed into identities.
 struct VisitorIdentities {
@@ -58,59 +101,99 @@ struct VisitorIdentities {
 }
 
 /// One call's state: the reference data and the contacts of visitors seen so far.
-struct Ingest<'a, 'conn> {
+struct Ingest<'a, 'conn, 'm> {
     tx: &'a Transaction<'conn>,
     memo: &'a mut WriterMemo,
     workspace: WorkspaceId,
     now: i64,
     references: References,
     events: EventWriter,
-    visitors: HashMap<VisitorKey, ContactId>,
+    visitors: HashMap<VisitorKey<'m>, ContactId>,
 }
 
-impl Ingest<'_, '_> {
-    fn apply(&mut self, message: &TrackingMessage) -> StoreResult<TrackingOutcome> {
-        let TrackingMessage { message_id, source, visitor, op } = message;
+impl<'m> Ingest<'_, '_, 'm> {
+    fn apply(&mut self, message: &'m TrackingMessage, prepared: &PreparedMessage) -> StoreResult<TrackingOutcome> {
+        let TrackingMessage { message_id: _, source, visitor, op } = message;
         let source = *source;
-        let identities = match parse_visitor(visitor) {
+        let hash = prepared.message_hash;
+        let identities = match &prepared.identities {
             Ok(identities) => identities,
             Err(rejection) => {
-                let seen = message_id_seen(self.tx, self.workspace, message_id)?;
-                return Ok(if seen { TrackingOutcome::Duplicate } else { rejection });
+                let seen = message_hash_seen(self.tx, self.workspace, hash)?;
+                return Ok(if seen { TrackingOutcome::Duplicate } else { rejection.clone() });
             }
         };
-        let key = (visitor.user_id.clone(), visitor.anonymous_id.clone());
+        let key = (visitor.user_id.as_deref(), visitor.anonymous_id.as_deref());
         match op {
-            TrackingOp::Event { event_type, properties, context, occurred_at, received_at } => {
-                if !self.events.claim_message_id(self.tx, message_id, None)? {
+            TrackingOp::Event { event_type, occurred_at, received_at, .. } => {
+                if !self.events.claim_message_hash(self.tx, hash, None)? {
                     return Ok(TrackingOutcome::Duplicate);
                 }
-                let contact = self.contact_of(key, &identities, source)?;
+                let contact = self.contact_of(key, identities, source)?;
+                let documents = prepared.documents()?;
                 let event = EventRow {
                     id: None,
                     contact,
                     event_type,
-                    properties,
-                    context,
+                    documents,
                     occurred_at: micros(*occurred_at),
                     received_at: micros(*received_at),
                     source: None,
                     source_id: Some(source),
-                    message_id: Some(message_id),
+                    message_id: Some(&message.message_id),
                 };
                 self.events.insert(self.tx, self.memo, event)?;
                 Ok(TrackingOutcome::Applied { contact_id: contact })
             }
             TrackingOp::Identify { changes } => {
-                self.change(message_id, |ingest| ingest.identify(key, &identities, source, changes.clone()))
+                self.change(hash, |ingest| ingest.identify(key, identities, source, changes.clone()))
             }
             TrackingOp::Group { group_id, company } => {
-                self.change(message_id, |ingest| ingest.group(key, &identities, source, group_id, company.clone()))
+                self.change(hash, |ingest| ingest.group(key, identities, source, group_id, company.clone()))
             }
             TrackingOp::Alias { previous_id } => {
-                self.change(message_id, |ingest| ingest.alias(key, &identities, source, previous_id))
+                self.change(hash, |ingest| ingest.alias(key, identities, source, previous_id))
+            }
+            TrackingOp::FormSubmission(submission) => {
+                let message_id = &message.message_id;
+                let documents = prepared.documents()?;
+                self.change(hash, |ingest| {
+                    ingest.submit_form(key, identities, source, message_id, submission, documents)
+                })
             }
         }
+    }
+
+    /// Counts the submission on its form (rejected when the form is gone), identifies the visitor by the answers,
+    /// then records the `form_submitted` event and the consents. Everything that can reject comes before the event,
+    /// whose document references are counted in memory.
+    fn submit_form(
+        &mut self,
+        key: VisitorKey<'m>,
+        identities: &VisitorIdentities,
+        source: SourceId,
+        message_id: &str,
+        submission: &FormSubmission,
+        documents: &EventDocuments,
+    ) -> StoreResult<ContactId> {
+        count_submission(self.tx, self.workspace, submission.form_id)?;
+        let contact = self.identify(key, identities, source, submission.changes.clone())?;
+        let event = EventRow {
+            id: None,
+            contact,
+            event_type: FORM_SUBMITTED_EVENT,
+            documents,
+            occurred_at: micros(submission.occurred_at),
+            received_at: micros(submission.received_at),
+            source: None,
+            source_id: Some(source),
+            // The submission's message id is claimed for the contact by `change`.
+            message_id: None,
+        };
+        self.events.insert(self.tx, self.memo, event)?;
+        let context = self.change_context(source);
+        record_consents(self.tx, &context, contact, submission.form_id, message_id, &submission.consents)?;
+        Ok(contact)
     }
 
     /// Applies a message other than an event: skipped when its id was seen, run in a savepoint so that a rejection
@@ -118,16 +201,16 @@ impl Ingest<'_, '_> {
     /// call. The message id is recorded with the contact, so that erasing the contact forgets it.
     fn change(
         &mut self,
-        message_id: &str,
+        hash: i64,
         work: impl FnOnce(&mut Self) -> StoreResult<ContactId>,
     ) -> StoreResult<TrackingOutcome> {
-        if message_id_seen(self.tx, self.workspace, message_id)? {
+        if message_hash_seen(self.tx, self.workspace, hash)? {
             return Ok(TrackingOutcome::Duplicate);
         }
         self.tx.execute_batch("SAVEPOINT tracking_message").context("starting a savepoint")?;
         let (code, message) = match work(self) {
             Ok(contact_id) => {
-                self.events.claim_message_id(self.tx, message_id, Some(contact_id))?;
+                self.events.claim_message_hash(self.tx, hash, Some(contact_id))?;
                 self.tx.execute_batch("RELEASE tracking_message").context("releasing a savepoint")?;
                 return Ok(TrackingOutcome::Applied { contact_id });
             }
@@ -150,7 +233,7 @@ impl Ingest<'_, '_> {
     /// Other owners of those identities are merged into it.
     fn identify(
         &mut self,
-        key: VisitorKey,
+        key: VisitorKey<'m>,
         identities: &VisitorIdentities,
         source: SourceId,
         changes: ContactChanges,
@@ -183,13 +266,15 @@ impl Ingest<'_, '_> {
         if adopted || !found {
             self.add_visitor_identities(id, identities, None, None)?;
         }
-        self.visitors.insert(key, id);
+        if key.0.is_some() || key.1.is_some() {
+            self.visitors.insert(key, id);
+        }
         Ok(id)
     }
 
     fn group(
         &mut self,
-        key: VisitorKey,
+        key: VisitorKey<'m>,
         identities: &VisitorIdentities,
         source: SourceId,
         group_id: &str,
@@ -215,7 +300,7 @@ impl Ingest<'_, '_> {
     /// does, a contact is created for the visitor. When only the visitor's exists, nothing changes.
     fn alias(
         &mut self,
-        key: VisitorKey,
+        key: VisitorKey<'m>,
         identities: &VisitorIdentities,
         source: SourceId,
         previous_id: &str,
@@ -244,7 +329,7 @@ impl Ingest<'_, '_> {
     /// The visitor's contact, created when the visitor is new. Remembered for the rest of the call.
     fn contact_of(
         &mut self,
-        key: VisitorKey,
+        key: VisitorKey<'m>,
         identities: &VisitorIdentities,
         source: SourceId,
     ) -> StoreResult<ContactId> {
@@ -264,10 +349,13 @@ impl Ingest<'_, '_> {
     /// added to the contact found.
     fn find_visitor(
         &mut self,
-        key: &VisitorKey,
+        key: &VisitorKey<'m>,
         identities: &VisitorIdentities,
         source: SourceId,
     ) -> StoreResult<Option<ContactId>> {
+        if identities.user_id.is_none() && identities.anonymous_id.is_none() {
+            return Ok(None);
+        }
         if let Some(id) = self.visitors.get(key) {
             return Ok(Some(*id));
         }
@@ -392,7 +480,7 @@ impl Ingest<'_, '_> {
     }
 }
 
-fn parse_visitor(visitor: &Visitor) -> Result<VisitorIdentities, TrackingOutcome> {
+fn parse_visitor(visitor: &Visitor, anonymous_allowed: bool) -> Result<VisitorIdentities, TrackingOutcome> {
     let parse = |kind: IdentityKind, raw: &Option<String>, name: &str| {
         raw.as_deref()
             .map(|raw| Identity::parse(kind, raw))
@@ -403,7 +491,7 @@ fn parse_visitor(visitor: &Visitor) -> Result<VisitorIdentities, TrackingOutcome
         user_id: parse(IdentityKind::UserId, &visitor.user_id, "userId")?,
         anonymous_id: parse(IdentityKind::AnonymousId, &visitor.anonymous_id, "anonymousId")?,
     };
-    if identities.user_id.is_none() && identities.anonymous_id.is_none() {
+    if identities.user_id.is_none() && identities.anonymous_id.is_none() && !anonymous_allowed {
         return Err(TrackingOutcome::Rejected {
             code: "invalid_message",
             message: "a message needs a userId or an anonymousId".to_owned(),

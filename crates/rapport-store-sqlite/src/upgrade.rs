@@ -7,7 +7,7 @@ use rapport_domain::{ContactId, WorkspaceId};
 use rapport_store::StoreResult;
 use rusqlite::Transaction;
 
-use crate::events::{EventRow, EventWriter};
+use crate::events::{EventDocuments, EventRow, EventWriter};
 use crate::memo::WriterMemo;
 use crate::sql::json_object_at;
 
@@ -36,12 +36,12 @@ pub(crate) fn upgrade_events_v1(tx: &Transaction<'_>) -> StoreResult<()> {
             if let Some(message_id) = &message_id {
                 writer.claim_message_id(tx, message_id, None)?;
             }
+            let documents = EventDocuments::new(&properties, &context)?;
             let event = EventRow {
                 id: Some(row.get(0).context("id")?),
                 contact: ContactId::new(row.get(2).context("contact_id")?),
                 event_type: &event_type,
-                properties: &properties,
-                context: &context,
+                documents: &documents,
                 occurred_at: row.get(6).context("occurred_at")?,
                 received_at: row.get(7).context("received_at")?,
                 source: source.as_deref(),

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod job;
 pub mod message_id;
 mod records;
 mod traits;
@@ -16,5 +17,6 @@ mod traits;
 pub mod testsuite;
 
 pub use error::{StoreError, StoreResult};
+pub use job::*;
 pub use records::*;
 pub use traits::*;

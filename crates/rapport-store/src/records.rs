@@ -4,8 +4,8 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use rapport_domain::{
-    ApiKeyId, BoundedText, CompanyId, ContactId, EmailAddress, FieldEntity, FieldType, Identity, NoteTemplateId, Patch,
-    Role, Slug, SourceId, TagId, TagKind, TagPath, UserId, WorkspaceId,
+    ApiKeyId, BoundedText, CompanyId, ContactId, EmailAddress, FieldEntity, FieldType, FormId, Identity, MergeRule,
+    NoteTemplateId, Patch, Role, Slug, SourceId, TagId, TagKind, TagPath, UserId, WorkspaceId,
 };
 use serde_json::{Map, Value};
 
@@ -78,6 +78,7 @@ pub struct NewField {
     pub label: BoundedText,
     pub field_type: FieldType,
     pub options: Vec<String>,
+    pub merge_rule: MergeRule,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -85,6 +86,7 @@ pub struct FieldUpdate {
     pub label: Option<BoundedText>,
     /// New option list of a select field; options still in use may be removed (values stay until edited).
     pub options: Option<Vec<String>>,
+    pub merge_rule: Option<MergeRule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -398,6 +400,27 @@ pub enum TrackingOp {
     Group { group_id: String, company: CompanyChanges },
     /// The contact known by `previous_id` (a user id or an anonymous id) and the visitor's user id are one person.
     Alias { previous_id: String },
+    /// A hosted form was submitted: the answers identify like `Identify` does, a `form_submitted` event records
+    /// them, and consent given on the form is recorded with its proof. Boxed: submissions are rare and large.
+    FormSubmission(Box<FormSubmission>),
+}
+
+/// The event type a form submission records.
+pub const FORM_SUBMITTED_EVENT: &str = "form_submitted";
+
+/// What a submitted form writes, beyond what every tracking message carries.
+#[derive(Debug, Clone)]
+pub struct FormSubmission {
+    pub form_id: FormId,
+    /// The answers mapped onto the contact. A form always maps an email or a phone, so a visitor without any id
+    /// (a browser without the tracker) is still resolved, by those.
+    pub changes: rapport_domain::ContactChanges,
+    /// The `form_submitted` event's properties (form id and name, every answer, page URL and referrer).
+    pub properties: Map<String, Value>,
+    pub context: Map<String, Value>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub consents: Vec<NewConsent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,4 +446,109 @@ impl MergeReason {
             MergeReason::Api => "api",
         }
     }
+}
+
+// ----- Forms and consent -----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormStatus {
+    /// The hosted page and the embed accept submissions.
+    Active,
+    /// Kept with its submissions, but no longer shown or accepting.
+    Archived,
+}
+
+impl FormStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FormStatus::Active => "active",
+            FormStatus::Archived => "archived",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FormStatus> {
+        [FormStatus::Active, FormStatus::Archived].into_iter().find(|status| status.as_str() == text)
+    }
+}
+
+/// A hosted form. The store keeps its definition as a JSON document without interpreting it: the http crate
+/// parses and checks it before it is written, and again when it is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Form {
+    pub id: FormId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub definition: Value,
+    /// The source that the form's submissions (and the tracker on its hosted page) are recorded under.
+    pub source_id: SourceId,
+    pub status: FormStatus,
+    pub submission_count: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewForm {
+    pub name: BoundedText,
+    pub definition: Value,
+    pub source_id: SourceId,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FormUpdate {
+    pub name: Option<BoundedText>,
+    pub definition: Option<Value>,
+    pub status: Option<FormStatus>,
+}
+
+/// A channel a person can consent to being contacted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConsentChannel {
+    Email,
+    Sms,
+    Phone,
+    Wechat,
+}
+
+impl ConsentChannel {
+    pub const ALL: [ConsentChannel; 4] =
+        [ConsentChannel::Email, ConsentChannel::Sms, ConsentChannel::Phone, ConsentChannel::Wechat];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentChannel::Email => "email",
+            ConsentChannel::Sms => "sms",
+            ConsentChannel::Phone => "phone",
+            ConsentChannel::Wechat => "wechat",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ConsentChannel> {
+        ConsentChannel::ALL.into_iter().find(|channel| channel.as_str() == text)
+    }
+}
+
+/// Consent given or refused, with its proof: when, from which address and browser, and the very text shown.
+#[derive(Debug, Clone)]
+pub struct NewConsent {
+    pub channel: ConsentChannel,
+    pub granted: bool,
+    pub recorded_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consent {
+    pub contact_id: ContactId,
+    pub channel: ConsentChannel,
+    pub granted: bool,
+    pub recorded_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub text: String,
+    /// The form it was given on, and the message id of that submission.
+    pub form_id: Option<FormId>,
+    pub message_id: Option<String>,
 }

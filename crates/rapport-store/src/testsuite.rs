@@ -17,8 +17,10 @@
 mod access;
 mod capture;
 mod contacts;
+mod forms;
 mod history;
 mod isolation;
+mod jobs;
 mod merge;
 mod schema;
 
@@ -42,10 +44,19 @@ pub use contacts::{
     upsert_batch_sees_earlier_items, upsert_creates_then_updates, upsert_fields,
     upsert_identity_conflict_writes_nothing, upsert_identity_precedence, upsert_unknown_references_write_nothing,
 };
+pub use forms::{
+    form_submission_joins_the_anonymous_history, form_submission_to_an_archived_form_writes_nothing,
+    form_submission_without_visitor_ids_merges_by_email, forms_crud,
+};
 pub use history::{
     delete_contact_erases, insert_events_duplicates, insert_events_outcomes, notes, timeline_mixes_and_pages,
 };
 pub use isolation::tenant_isolation;
+pub use jobs::{
+    cancel_job_by_status, claim_takes_the_oldest_queued_job, concurrent_claims_take_each_job_once,
+    fail_interrupted_jobs_fails_running_ones, finish_requires_a_running_job, job_failure_records_the_error,
+    job_lifecycle, jobs_are_isolated_by_workspace, list_jobs_newest_first,
+};
 pub use merge::{
     merge_errors, merge_keeps_recent_values, merge_moves_history, merged_into_follows_chains_until_erasure,
 };
@@ -112,6 +123,19 @@ macro_rules! store_tests {
             merge_moves_history,
             merged_into_follows_chains_until_erasure,
             merge_errors,
+            job_lifecycle,
+            job_failure_records_the_error,
+            list_jobs_newest_first,
+            claim_takes_the_oldest_queued_job,
+            concurrent_claims_take_each_job_once,
+            cancel_job_by_status,
+            finish_requires_a_running_job,
+            fail_interrupted_jobs_fails_running_ones,
+            jobs_are_isolated_by_workspace,
+            forms_crud,
+            form_submission_joins_the_anonymous_history,
+            form_submission_without_visitor_ids_merges_by_email,
+            form_submission_to_an_archived_form_writes_nothing,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

@@ -4,11 +4,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
-    ApiKeyId, CompanyId, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, Identity, NoteTemplateId,
-    Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
+    ApiKeyId, CompanyId, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, FormId, Identity, JobId,
+    NoteTemplateId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
 };
+use serde_json::Value;
 
 use crate::error::StoreResult;
+use crate::job::{Job, JobEnd, JobKind, NewJob};
 use crate::records::*;
 
 /// Everything Rapport persists. Every method acts inside one workspace; a record of another workspace reads as not
@@ -190,7 +192,7 @@ pub trait Store: Send + Sync + 'static {
         changes: ContactChanges,
         actor: Actor,
     ) -> StoreResult<rapport_domain::Contact>;
-    /// Erases the person: the contact, identities, tags, activities and events.
+    /// Erases the person: the contact, identities, tags, activities, events and consent records.
     async fn delete_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<()>;
     async fn count_contacts(&self, workspace: WorkspaceId) -> StoreResult<u64>;
 
@@ -262,6 +264,11 @@ pub trait Store: Send + Sync + 'static {
     /// - `Alias` merges the contact known by `previous_id` (as a user id, else as an anonymous id) into the contact
     ///   of the visitor's user id (reason `alias`); when only the former exists, it gains the user id; when neither
     ///   exists, a contact with the user id is created.
+    /// - `FormSubmission` needs no visitor id (the answers carry an email or phone). It applies the changes exactly
+    ///   like `Identify`, then appends a `form_submitted` event, records each consent (in `consents`, and as a
+    ///   `consent` activity on the timeline) with the form id and message id, and counts the submission on the
+    ///   form — all or nothing. Rejected `unknown_form` when the form does not exist in the workspace or is
+    ///   archived.
     async fn ingest_tracking(
         &self,
         workspace: WorkspaceId,
@@ -269,7 +276,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<TrackingOutcome>>;
 
     /// Merges `absorbed` into `survivor` as one change:
-    /// - identities, events, notes and history move to the survivor; tags are united;
+    /// - identities, events, notes, history and consent records move to the survivor; tags are united;
     /// - each field (system and custom) takes the most recently updated contact's non-empty value, except custom
     ///   fields whose definition says `keep_oldest_on_merge`, which keep the earlier created contact's non-empty
     ///   value; an empty value never overwrites a non-empty one;
@@ -285,8 +292,50 @@ pub trait Store: Send + Sync + 'static {
         reason: MergeReason,
         actor: Actor,
     ) -> StoreResult<rapport_domain::Contact>;
+
+    // ----- Background jobs -----
+
+    /// Queues a job in the workspace.
+    async fn create_job(&self, workspace: WorkspaceId, job: NewJob) -> StoreResult<Job>;
+    async fn get_job(&self, workspace: WorkspaceId, id: JobId) -> StoreResult<Job>;
+    /// The workspace's jobs of one kind, newest first (`after` is the last id of the previous page).
+    async fn list_jobs(
+        &self,
+        workspace: WorkspaceId,
+        kind: JobKind,
+        page: PageRequest<JobId>,
+    ) -> StoreResult<Page<Job, JobId>>;
+    /// Takes the oldest queued job of any workspace: it becomes `Running` with `started_at` set. Two runners never
+    /// claim the same job.
+    async fn claim_job(&self) -> StoreResult<Option<Job>>;
+    /// Stores a running job's progress document and answers whether a cancellation was requested. Not found when
+    /// the job is not running.
+    async fn report_job_progress(&self, id: JobId, progress: Value) -> StoreResult<bool>;
+    /// Ends a running job (not found when it is not running) and sets `finished_at`. Invalid `invalid_job_status`
+    /// when `end.status` is not a finished one.
+    async fn finish_job(&self, id: JobId, end: JobEnd) -> StoreResult<Job>;
+    /// A queued job is cancelled at once (with `finished_at`); a running one is asked to stop
+    /// (`cancel_requested`). Conflict `job_finished` when it has already finished.
+    async fn cancel_job(&self, workspace: WorkspaceId, id: JobId) -> StoreResult<Job>;
+    /// Fails every `Running` job with error code `interrupted` (called at start, when no job can be running) and
+    /// returns how many there were.
+    async fn fail_interrupted_jobs(&self) -> StoreResult<u64>;
+
     /// The store's size on disk in bytes, indexes included (for operators and the storage benchmarks).
     async fn storage_bytes(&self) -> StoreResult<u64>;
+
+    // ----- Forms and consent -----
+
+    /// Invalid `unknown_source` (field `source_id`) when the source does not exist in the workspace.
+    async fn create_form(&self, workspace: WorkspaceId, form: NewForm) -> StoreResult<Form>;
+    /// Every form of the workspace, archived ones included, ordered by id.
+    async fn list_forms(&self, workspace: WorkspaceId) -> StoreResult<Vec<Form>>;
+    async fn get_form(&self, workspace: WorkspaceId, id: FormId) -> StoreResult<Form>;
+    /// The form with this id in any workspace, for its public page. Called on every view: one indexed look-up.
+    async fn form_by_id(&self, id: FormId) -> StoreResult<Option<Form>>;
+    async fn update_form(&self, workspace: WorkspaceId, id: FormId, update: FormUpdate) -> StoreResult<Form>;
+    /// The contact's consent records, newest first (the first per channel is the current state).
+    async fn contact_consents(&self, workspace: WorkspaceId, contact: ContactId) -> StoreResult<Vec<Consent>>;
 
     /// The contact an absorbed id now belongs to (following chains of merges), or `None` when the id was never
     /// merged away.

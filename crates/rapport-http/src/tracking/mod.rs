@@ -13,12 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use chrono::Utc;
-use rapport_domain::{BoundedText, FieldEntity, FieldType, Patch, normalize_domain};
+use rapport_domain::{BoundedText, FieldEntity, FieldType, MergeRule, Patch, normalize_domain};
 use rapport_engine::IngestError;
 use rapport_store::{
     CompanyChanges, NewField, Source, StoreError, TrackingMessage, TrackingOp, TrackingOutcome, Visitor,
 };
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tower_http::cors::{Any, CorsLayer};
 
@@ -94,7 +95,7 @@ async fn source_for(state: &AppState, key: Option<String>) -> Result<Source, Res
     }
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Response> {
     if body.len() > MAX_BATCH_BYTES {
         return Err(tracking_error(
             StatusCode::BAD_REQUEST,
@@ -144,10 +145,13 @@ async fn single(State(state): State<AppState>, headers: HeaderMap, body: Bytes, 
     success(json!({"success": true}), warnings)
 }
 
+/// A batch as sent. Messages stay raw until each is parsed on its own, so that a malformed message fails alone and
+/// its size is that of the bytes the client sent, measured without serializing it again.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct BatchBody {
-    batch: Vec<Value>,
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
     #[serde(default)]
     context: Option<Map<String, Value>>,
     #[serde(default)]
@@ -157,7 +161,7 @@ struct BatchBody {
 }
 
 async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let batch: BatchBody = match parse_body(&body) {
+    let batch: BatchBody<'_> = match parse_body(&body) {
         Ok(batch) => batch,
         Err(response) => return response,
     };
@@ -167,26 +171,26 @@ async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     };
     let received_at = Utc::now();
     let mut checked = Vec::with_capacity(batch.batch.len());
-    for (index, mut value) in batch.batch.into_iter().enumerate() {
-        let size = serde_json::to_vec(&value).map_or(usize::MAX, |bytes| bytes.len());
-        if size > MAX_MESSAGE_BYTES {
+    for (index, raw) in batch.batch.iter().enumerate() {
+        if raw.get().len() > MAX_MESSAGE_BYTES {
             checked.push((index, Err(format!("a message may be at most {} KB", MAX_MESSAGE_BYTES / 1024))));
             continue;
         }
-        // The batch's context is the default for each message's.
-        if let (Some(shared), Some(message)) = (&batch.context, value.as_object_mut()) {
-            let context = message.entry("context").or_insert_with(|| Value::Object(Map::new()));
-            if let Some(context) = context.as_object_mut() {
-                for (key, item) in shared {
-                    context.entry(key.clone()).or_insert_with(|| item.clone());
-                }
-            }
-        }
-        let result = serde_json::from_value::<RawMessage>(value)
+        let result = serde_json::from_str::<RawMessage>(raw.get())
             .map_err(|error| format!("the message is malformed: {error}"))
-            .and_then(|raw| raw.check(None, batch.sent_at.as_deref(), received_at));
+            .and_then(|mut message| {
+                // The batch's context is the default for each message's.
+                if let Some(shared) = &batch.context {
+                    let context = message.context.get_or_insert_with(Map::new);
+                    for (key, item) in shared {
+                        context.entry(key.clone()).or_insert_with(|| item.clone());
+                    }
+                }
+                message.check(None, batch.sent_at.as_deref(), received_at)
+            });
         checked.push((index, result));
     }
+    drop(batch);
     let mut warnings = Vec::new();
     let prepared = prepare(&state, &source, checked, &mut warnings).await;
     match commit(&state, &source, prepared).await {
@@ -320,15 +324,15 @@ async fn prepare(
     };
     let mut prepared = Vec::with_capacity(checked.len());
     for (index, result) in checked {
-        let message = match result {
+        let mut message = match result {
             Ok(message) => message,
             Err(reason) => {
                 prepared.push((index, Err(("invalid_message", reason))));
                 continue;
             }
         };
-        let visitor = Visitor { user_id: message.user_id.clone(), anonymous_id: message.anonymous_id.clone() };
-        let message_id = message.message_id.clone().unwrap_or_else(generated_message_id);
+        let visitor = Visitor { user_id: message.user_id.take(), anonymous_id: message.anonymous_id.take() };
+        let message_id = message.message_id.take().unwrap_or_else(generated_message_id);
         let op = match message.message_type {
             MessageType::Identify => {
                 let contact_fields: Vec<_> =
@@ -342,12 +346,12 @@ async fn prepare(
                 }
                 TrackingOp::Identify { changes: mapped.changes }
             }
-            MessageType::Track | MessageType::Page | MessageType::Screen => event_op(message.clone()),
+            MessageType::Track | MessageType::Page | MessageType::Screen => event_op(message),
             MessageType::Group => TrackingOp::Group {
-                group_id: message.group_id.clone().unwrap_or_default(),
+                group_id: message.group_id.take().unwrap_or_default(),
                 company: company_changes(&message.traits, index, warnings),
             },
-            MessageType::Alias => TrackingOp::Alias { previous_id: message.previous_id.clone().unwrap_or_default() },
+            MessageType::Alias => TrackingOp::Alias { previous_id: message.previous_id.take().unwrap_or_default() },
         };
         prepared.push((index, Ok(TrackingMessage { message_id, source: source.id, visitor, op })));
     }
@@ -447,6 +451,7 @@ async fn create_missing_fields(
                     label,
                     field_type: FieldType::Text,
                     options: Vec::new(),
+                    merge_rule: MergeRule::Latest,
                 };
                 match state.store.create_field(source.workspace_id, new_field).await {
                     Ok(field) => Some(field),

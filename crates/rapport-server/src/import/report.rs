@@ -3,38 +3,16 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::ProgressBar;
 
-use super::ImportOptions;
-use super::row::CellError;
+use rapport_csv::import::{RowError, describe_error};
 
 /// With `--errors FILE`, only this many errors are also printed.
 const ERRORS_SHOWN_WITH_FILE: usize = 10;
 const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
-
-/// One error of one row; a row with several bad cells has several.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowError {
-    pub row: u64,
-    pub line: u64,
-    pub error: CellError,
-}
-
-/// `column 邮箱: is not a valid email address ("x")`, or just the reason when the whole row is meant.
-pub fn describe_error(error: &CellError) -> String {
-    let mut text = if error.column.is_empty() {
-        error.reason.clone()
-    } else {
-        format!("column {}: {}", error.column, error.reason)
-    };
-    if !error.value.is_empty() {
-        text.push_str(&format!(" ({:?})", error.value));
-    }
-    text
-}
 
 /// Errors go to stderr (all of them, or the first few when they also go to a file) and to the `--errors` file.
 pub struct ErrorReport {
@@ -46,8 +24,8 @@ pub struct ErrorReport {
 }
 
 impl ErrorReport {
-    pub fn create(options: &ImportOptions, progress: ProgressBar) -> anyhow::Result<ErrorReport> {
-        let file = match &options.errors_file {
+    pub fn create(errors_file: Option<&Path>, progress: ProgressBar) -> anyhow::Result<ErrorReport> {
+        let file = match errors_file {
             None => None,
             Some(path) => {
                 let file =
@@ -61,7 +39,7 @@ impl ErrorReport {
                 Some(writer)
             }
         };
-        Ok(ErrorReport { file, path: options.errors_file.clone(), shown: 0, total: 0, progress })
+        Ok(ErrorReport { file, path: errors_file.map(Path::to_path_buf), shown: 0, total: 0, progress })
     }
 
     pub fn add(&mut self, errors: &[RowError]) -> anyhow::Result<()> {

@@ -38,8 +38,18 @@ impl NameIds {
 
     /// The id of every used slot's name (0 for the others), adding the names the workspace does not have yet.
     /// Names are inserted only when missing, so that the sequence is not spent on every call.
-    pub(super) async fn resolve(&self, connection: &mut PgConnection, workspace: WorkspaceId) -> StoreResult<Vec<i32>> {
-        let mut ids: Vec<Option<i32>> = self.used.iter().map(|used| (!used).then_some(0)).collect();
+    pub(super) async fn resolve(
+        &self,
+        connection: &mut PgConnection,
+        workspace: WorkspaceId,
+        cache: &SharedIds,
+    ) -> StoreResult<Vec<i32>> {
+        let mut ids: Vec<Option<i32>> = self
+            .used
+            .iter()
+            .zip(&self.wanted)
+            .map(|(used, (kind, name))| if *used { cache.name(workspace, kind, name) } else { Some(0) })
+            .collect();
         for attempt in 0..2 {
             let missing: Vec<usize> = (0..ids.len()).filter(|slot| ids[*slot].is_none()).collect();
             if missing.is_empty() {
@@ -58,8 +68,17 @@ impl NameIds {
             .fetch_all(&mut *connection)
             .await
             .context("looking up event names")?;
+            let mut found_slots = Vec::with_capacity(found.len());
             for (ordinal, id) in found {
-                ids[missing[ordinal_index(ordinal)?]] = Some(id);
+                let slot = missing[ordinal_index(ordinal)?];
+                ids[slot] = Some(id);
+                found_slots.push((slot, id));
+            }
+            if attempt == 0 {
+                // Names found before this call added any were committed by others: they stay.
+                let found =
+                    found_slots.into_iter().map(|(slot, id)| (self.wanted[slot].0, self.wanted[slot].1.clone(), id));
+                cache.remember_names(workspace, found);
             }
             let absent: Vec<usize> = missing.into_iter().filter(|slot| ids[*slot].is_none()).collect();
             if absent.is_empty() || attempt == 1 {
@@ -84,29 +103,50 @@ impl NameIds {
     }
 }
 
-/// The ids of documents that the store has seen shared by several contacts, by workspace and hash. Such a document
-/// is never deleted (erasure deletes only the documents of one contact) nor changed, so its id can be remembered
-/// across calls and processes; a call then looks up only its other documents. Bounded: it starts over when full.
+/// Ids that stay valid for good, remembered across calls so that a call looks up only the rest: the ids of event
+/// names, which are never changed nor deleted, and of documents that the store has seen shared by several contacts,
+/// which are never deleted (erasure deletes only the documents of one contact) nor changed. Only ids that a look-up
+/// found are remembered, never those of rows the caller's own transaction added, which may yet roll back. Bounded:
+/// each map starts over when full.
 #[derive(Default)]
-pub(crate) struct SharedDocuments {
-    ids: std::sync::Mutex<HashMap<(i64, [u8; 16]), i32>>,
+pub(crate) struct SharedIds {
+    documents: std::sync::Mutex<HashMap<(i64, [u8; 16]), i32>>,
+    names: std::sync::Mutex<HashMap<(i64, &'static str, String), i32>>,
 }
 
 /// Enough for the shared pages and contexts of a few large sites; an entry takes about 60 bytes.
 const SHARED_DOCUMENTS_CAPACITY: usize = 200_000;
+/// Event types and free-text sources; a workspace uses a few hundred.
+const SHARED_NAMES_CAPACITY: usize = 100_000;
 
-impl SharedDocuments {
-    pub(super) fn get(&self, workspace: WorkspaceId, hash: &[u8; 16]) -> Option<i32> {
-        self.ids.lock().ok()?.get(&(workspace.get(), *hash)).copied()
+impl SharedIds {
+    pub(super) fn document(&self, workspace: WorkspaceId, hash: &[u8; 16]) -> Option<i32> {
+        self.documents.lock().ok()?.get(&(workspace.get(), *hash)).copied()
     }
 
-    pub(super) fn remember(&self, workspace: WorkspaceId, shared: impl Iterator<Item = ([u8; 16], i32)>) {
-        if let Ok(mut ids) = self.ids.lock() {
+    pub(super) fn remember_documents(&self, workspace: WorkspaceId, shared: impl Iterator<Item = ([u8; 16], i32)>) {
+        if let Ok(mut ids) = self.documents.lock() {
             for (hash, id) in shared {
                 if ids.len() >= SHARED_DOCUMENTS_CAPACITY {
                     ids.clear();
                 }
                 ids.insert((workspace.get(), hash), id);
+            }
+        }
+    }
+
+    fn name(&self, workspace: WorkspaceId, kind: &'static str, name: &str) -> Option<i32> {
+        // The key is built to look up; names are short, and the map is consulted once per name and call.
+        self.names.lock().ok()?.get(&(workspace.get(), kind, name.to_owned())).copied()
+    }
+
+    fn remember_names(&self, workspace: WorkspaceId, found: impl Iterator<Item = (&'static str, String, i32)>) {
+        if let Ok(mut ids) = self.names.lock() {
+            for (kind, name, id) in found {
+                if ids.len() >= SHARED_NAMES_CAPACITY {
+                    ids.clear();
+                }
+                ids.insert((workspace.get(), kind, name), id);
             }
         }
     }
@@ -210,7 +250,7 @@ impl Documents {
         &self,
         connection: &mut PgConnection,
         workspace: WorkspaceId,
-        cache: &SharedDocuments,
+        cache: &SharedIds,
     ) -> StoreResult<Vec<i32>> {
         let mut ids: Vec<Option<i32>> = vec![None; self.wanted.len()];
         let mut now_shared: Vec<i32> = Vec::new();
@@ -228,7 +268,7 @@ impl Documents {
                 ids[slot] = Some(0);
             } else if let Some((id, sole_contact)) = self.found.get(&slot) {
                 note(slot, *id, *sole_contact, &mut ids);
-            } else if let Some(id) = cache.get(workspace, &wanted.hash) {
+            } else if let Some(id) = cache.document(workspace, &wanted.hash) {
                 ids[slot] = Some(id);
             }
         }
@@ -277,7 +317,7 @@ impl Documents {
                 .await
                 .context("marking event documents shared")?;
         }
-        cache.remember(workspace, found_shared.into_iter());
+        cache.remember_documents(workspace, found_shared.into_iter());
         ids.into_iter().map(|id| id.context("every event document has an id").map_err(Into::into)).collect()
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rapport_domain::{ContactChanges, FieldEntity, FieldType, Identity, Patch, Role, TagKind};
+use rapport_domain::{ContactChanges, FieldEntity, FieldType, Identity, MergeRule, Patch, Role, TagKind};
 use serde_json::json;
 
 use super::{ACTOR, at, by_email, code, email, path, slug, snapshot, text, upsert, user, workspace};
@@ -27,6 +27,7 @@ pub async fn tenant_isolation(store: Arc<dyn Store>) {
         label: text("Budget"),
         field_type: FieldType::Number,
         options: Vec::new(),
+        merge_rule: MergeRule::Latest,
     };
     let a_field = store.create_field(a, field).await.unwrap().id;
     let a_tag = store.create_tag(a, NewTag { path: path("VIP"), kind: TagKind::Manual }).await.unwrap().id;
@@ -86,7 +87,11 @@ pub async fn tenant_isolation(store: Arc<dyn Store>) {
     assert_eq!(code(store.get_field(b, a_field).await), "not_found field");
     assert_eq!(store.list_fields(b, None).await.unwrap(), []);
     assert_eq!(
-        code(store.update_field(b, a_field, FieldUpdate { label: Some(text("X")), options: None }).await),
+        code(
+            store
+                .update_field(b, a_field, FieldUpdate { label: Some(text("X")), options: None, merge_rule: None })
+                .await
+        ),
         "not_found field"
     );
     assert_eq!(code(store.delete_field(b, a_field).await), "not_found field");

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rapport_domain::{ContactChanges, FieldEntity, FieldType, Patch, TagId, TagKind, WorkspaceId};
+use rapport_domain::{ContactChanges, FieldEntity, FieldType, MergeRule, Patch, TagId, TagKind, WorkspaceId};
 use serde_json::json;
 
 use super::{
@@ -21,6 +21,7 @@ fn new_field(entity: FieldEntity, key: &str, field_type: FieldType, options: &[&
         label: text(&key.replace('_', " ")),
         field_type,
         options: options.iter().map(|option| (*option).to_owned()).collect(),
+        merge_rule: MergeRule::Latest,
     }
 }
 
@@ -52,13 +53,16 @@ pub async fn fields(store: Arc<dyn Store>) {
     );
     assert_eq!(keys(store.list_fields(ws, Some(FieldEntity::Company)).await.unwrap()), ["company.budget"]);
 
-    let update =
-        FieldUpdate { label: Some(text("Lead channel")), options: Some(vec!["官网".into(), "微信".into()]) };
+    let update = FieldUpdate {
+        label: Some(text("Lead channel")),
+        options: Some(vec!["官网".into(), "微信".into()]),
+        merge_rule: None,
+    };
     let updated = store.update_field(ws, channel.id, update).await.unwrap();
     assert_eq!((updated.label.as_str(), updated.options.clone()), ("Lead channel", vec!["官网".into(), "微信".into()]));
     assert_eq!((updated.key.as_str(), updated.field_type), ("channel", FieldType::SingleSelect));
     assert_eq!(store.get_field(ws, channel.id).await.unwrap(), updated);
-    let relabel = FieldUpdate { label: Some(text("Company budget")), options: None };
+    let relabel = FieldUpdate { label: Some(text("Company budget")), options: None, merge_rule: None };
     assert_eq!(store.update_field(ws, company_budget.id, relabel).await.unwrap().label, "Company budget");
 
     store.delete_field(ws, budget.id).await.unwrap();

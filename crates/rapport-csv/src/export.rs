@@ -1,10 +1,12 @@
-//! `rapport export contacts`: every contact of a workspace as CSV, streamed page by page in constant memory.
+//! Every contact of a workspace as CSV, streamed page by page in constant memory (`rapport export contacts` and the
+//! API's export jobs).
 //!
 //! The file starts with a UTF-8 byte order mark: without it Excel reads a CSV in the system's code page and shows
 //! Chinese as mojibake. `rapport import` skips the mark, so an export imports back as it is.
 
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -40,20 +42,23 @@ pub const CONTACT_COLUMNS: [&str; 19] = [
     "updated_at",
 ];
 
+/// Lets the caller watch an export and stop it: `written` counts contacts written so far, `stop` ends the export
+/// after the page being written.
+#[derive(Debug, Default)]
+pub struct ExportControl {
+    pub written: AtomicU64,
+    pub stop: AtomicBool,
+}
+
 /// Writes the workspace's contacts to `out`, most recently updated first, and returns how many were written. A
 /// writer thread formats and writes one page while the next is read. Contacts changed while the export runs may
 /// appear twice or not at all: the listing is keyed by `updated_at`.
 pub async fn export_contacts(
     store: Arc<dyn Store>,
-    workspace: &str,
+    workspace: WorkspaceId,
     out: impl Write + Send + 'static,
+    control: Arc<ExportControl>,
 ) -> anyhow::Result<u64> {
-    let workspace = store
-        .workspace_by_slug(workspace)
-        .await
-        .context("looking up the workspace")?
-        .with_context(|| format!("no workspace {workspace:?} (run `rapport serve` once to create `default`)"))?
-        .id;
     let keys: Vec<String> = store
         .list_fields(workspace, Some(FieldEntity::Contact))
         .await
@@ -64,9 +69,11 @@ pub async fn export_contacts(
 
     // Two pages in flight at most: waiting for room in the channel is the back-pressure that keeps memory flat.
     let (pages, mut received) = mpsc::channel::<Vec<Contact>>(2);
-    let writing =
-        tokio::task::spawn_blocking(move || write_csv(out, &keys, std::iter::from_fn(|| received.blocking_recv())));
-    let read = read_pages(store.as_ref(), workspace, &pages).await;
+    let counter = control.clone();
+    let writing = tokio::task::spawn_blocking(move || {
+        write_csv(out, &keys, std::iter::from_fn(|| received.blocking_recv()), &counter.written)
+    });
+    let read = read_pages(store.as_ref(), workspace, &pages, &control.stop).await;
     drop(pages);
     let written = writing.await.context("the CSV writer stopped")?;
     // A failed write closes the channel, which ends the reading early: the write error is the one to report.
@@ -79,9 +86,10 @@ async fn read_pages(
     store: &dyn Store,
     workspace: WorkspaceId,
     pages: &mpsc::Sender<Vec<Contact>>,
+    stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut after = None;
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let page = store
             .list_contacts(workspace, PageRequest { after, limit: PAGE_SIZE })
             .await
@@ -95,9 +103,15 @@ async fn read_pages(
             None => return Ok(()),
         }
     }
+    Ok(())
 }
 
-fn write_csv(out: impl Write, keys: &[String], pages: impl Iterator<Item = Vec<Contact>>) -> anyhow::Result<u64> {
+fn write_csv(
+    out: impl Write,
+    keys: &[String],
+    pages: impl Iterator<Item = Vec<Contact>>,
+    counter: &AtomicU64,
+) -> anyhow::Result<u64> {
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
     out.write_all(BYTE_ORDER_MARK).context("writing the CSV")?;
     let mut writer = csv::Writer::from_writer(out);
@@ -113,6 +127,7 @@ fn write_csv(out: impl Write, keys: &[String], pages: impl Iterator<Item = Vec<C
             writer.write_record(&cells).context("writing the CSV")?;
             written += 1;
         }
+        counter.store(written, Ordering::Relaxed);
     }
     writer.flush().context("writing the CSV")?;
     Ok(written)
