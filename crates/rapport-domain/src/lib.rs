@@ -7,6 +7,7 @@
 
 mod contact;
 mod field;
+pub mod filter;
 mod identity;
 mod ids;
 mod merge;
