@@ -12,6 +12,8 @@
 
 mod json;
 mod print;
+#[cfg(test)]
+mod tests;
 mod text;
 
 pub use json::{FilterJsonError, from_json, to_json};
