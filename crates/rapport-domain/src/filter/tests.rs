@@ -670,3 +670,44 @@ fn json_error_display_names_the_path() {
         )
     );
 }
+
+/// `docs/filters.md` shows filters in fenced blocks: a `text` block holds canonical filters, one a line, and a `json`
+/// block right after it holds the same filters in the JSON form, line for line.
+#[test]
+fn the_language_reference_examples_hold() {
+    let reference = include_str!("../../../../docs/filters.md");
+    let mut blocks: Vec<(&str, Vec<&str>, bool)> = Vec::new();
+    let mut lines = reference.lines();
+    let mut adjacent = false;
+    while let Some(line) = lines.next() {
+        let Some(language) = line.strip_prefix("```") else {
+            adjacent &= line.trim().is_empty();
+            continue;
+        };
+        let body: Vec<&str> = lines.by_ref().take_while(|line| !line.starts_with("```")).collect();
+        blocks.push((language, body, adjacent));
+        adjacent = true;
+    }
+    let (mut checked, mut paired) = (0, 0);
+    for (index, (language, body, _)) in blocks.iter().enumerate() {
+        if *language != "text" {
+            continue;
+        }
+        let filters: Vec<Filter> = body.iter().map(|text| check(text, text)).collect();
+        checked += filters.len();
+        let Some((_, documents, true)) = blocks.get(index + 1).filter(|(language, ..)| *language == "json") else {
+            continue;
+        };
+        assert_eq!(documents.len(), filters.len(), "JSON lines after {body:?}");
+        paired += filters.len();
+        for (document, filter) in documents.iter().zip(&filters) {
+            let value: Value = match serde_json::from_str(document) {
+                Ok(value) => value,
+                Err(error) => panic!("{document}: {error}"),
+            };
+            assert_eq!(from_json(&value).as_ref(), Ok(filter), "{document}");
+            assert_eq!(to_json(filter), value, "{document}");
+        }
+    }
+    assert!(checked > 40 && paired > 30, "only {checked} examples found, {paired} with JSON");
+}
