@@ -57,4 +57,5 @@ id_type!(
     SourceId,
     FormId,
     JobId,
+    SegmentId,
 );

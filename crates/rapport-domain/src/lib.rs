@@ -22,8 +22,8 @@ pub use identity::{
     EmailAddress, EmailError, Identity, IdentityError, IdentityKind, PhoneError, PhoneNumber, normalize_domain,
 };
 pub use ids::{
-    ApiKeyId, CompanyId, ContactId, EventId, FieldId, FormId, InvalidId, JobId, NoteTemplateId, SourceId, TagId,
-    UserId, WorkspaceId,
+    ApiKeyId, CompanyId, ContactId, EventId, FieldId, FormId, InvalidId, JobId, NoteTemplateId, SegmentId, SourceId,
+    TagId, UserId, WorkspaceId,
 };
 pub use merge::{is_empty_value, merged_fields};
 pub use role::{Permission, Role};

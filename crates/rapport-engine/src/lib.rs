@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audience;
 mod ingest;
 pub mod jobs;
 

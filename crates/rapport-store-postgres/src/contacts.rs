@@ -95,9 +95,10 @@ impl PostgresStore {
     }
 
     /// Erases the person with everything that hangs off it: identities, tag links, activities, events, the event
-    /// documents only its events used, its consent records, the message ids of its tracking messages (so that they could be sent
-    /// again), and the pointers of contacts merged into it. No table has a foreign key to contacts (see the
-    /// migrations): the erasure lock keeps event ingestion out and the contact lock every other writer.
+    /// documents only its events used, its consent records, the message ids of its tracking messages (so that they
+    /// could be sent again), the pointers of contacts merged into it, and its segment memberships. No table has a
+    /// foreign key to contacts (see the migrations): the erasure lock keeps event ingestion out and the contact lock
+    /// every other writer.
     pub(crate) async fn delete_contact(&self, workspace: WorkspaceId, id: ContactId) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         lock_workspace(&mut tx, workspace, WorkspaceLock::Erasure).await?;
@@ -111,7 +112,8 @@ impl PostgresStore {
                  documents AS (DELETE FROM event_documents WHERE sole_contact_id IN (SELECT id FROM contact)),
                  message_ids AS (DELETE FROM message_ids WHERE contact_id IN (SELECT id FROM contact)),
                  consents AS (DELETE FROM consents WHERE contact_id IN (SELECT id FROM contact)),
-                 pointers AS (DELETE FROM contact_merges WHERE survivor_id IN (SELECT id FROM contact))
+                 pointers AS (DELETE FROM contact_merges WHERE survivor_id IN (SELECT id FROM contact)),
+                 members AS (DELETE FROM segment_members WHERE contact_id IN (SELECT id FROM contact))
              SELECT count(*) FROM contact",
         )
         .bind(workspace.get())

@@ -32,6 +32,17 @@ pub(crate) async fn insert_activities(
     workspace: WorkspaceId,
     activities: Vec<Activity>,
 ) -> StoreResult<()> {
+    insert_activities_at(connection, workspace, activities, None).await
+}
+
+/// [`insert_activities`] at the time `at` instead of the transaction's, for changes decided earlier than they are
+/// written (the audience engine's memberships).
+pub(crate) async fn insert_activities_at(
+    connection: &mut PgConnection,
+    workspace: WorkspaceId,
+    activities: Vec<Activity>,
+    at: Option<DateTime<Utc>>,
+) -> StoreResult<()> {
     if activities.is_empty() {
         return Ok(());
     }
@@ -47,7 +58,7 @@ pub(crate) async fn insert_activities(
     }
     sqlx::query(
         "INSERT INTO activities (workspace_id, contact_id, kind, at, actor, data)
-         SELECT $1, contact_id, kind, now(), actor, data
+         SELECT $1, contact_id, kind, coalesce($6, now()), actor, data
          FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::jsonb[]) AS a (contact_id, kind, actor, data)",
     )
     .bind(workspace.get())
@@ -55,6 +66,7 @@ pub(crate) async fn insert_activities(
     .bind(&kinds)
     .bind(&actors)
     .bind(&data)
+    .bind(at)
     .execute(connection)
     .await
     .context("recording activities")?;

@@ -18,8 +18,10 @@
 //! identify calls, `history.rs` for activities, notes and the timeline, `events.rs` for how events are stored and
 //! read back (with `events/interning.rs` for the names and documents they share, and `message_ids.rs` for the
 //! message-id hash and compact form), `sources.rs` for tracking sources, `forms.rs` for hosted forms and consent,
-//! `tracking.rs` for the tracking API's calls, `merge.rs` for merging contacts, and `jobs.rs` for the background job
-//! queue. `sql.rs` holds the conversions between rows and records.
+//! `tracking.rs` for the tracking API's calls, `merge.rs` for merging contacts, `jobs.rs` for the background job
+//! queue, and `audience.rs` for segments and their members (with `audience/contacts.rs` for the contacts the audience
+//! engine indexes and `audience/feed.rs` for the change feed it follows). `sql.rs` holds the conversions between rows
+//! and records.
 //!
 //! Architecture invariant: every transaction that writes contact rows, identities, tag links or activities, or
 //! deletes a contact, holds the workspace's contact lock; event ingestion holds the erasure lock shared, and
@@ -30,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod audience;
 mod batch;
 mod companies;
 mod connection;

@@ -2,7 +2,8 @@
 //!
 //! A merge is one change: everything that hangs off the absorbed contact (identities, tag links, activities,
 //! events, the documents only its events used, message ids, pointers of earlier merges) is re-pointed with one
-//! statement, the absorbed row is deleted, and the survivor's row is rewritten with the merged values.
+//! statement, the absorbed row is deleted with its segment memberships (the audience engine decides the survivor's
+//! anew), and the survivor's row is rewritten with the merged values.
 //!
 //! A merge deletes a contact, so it holds the erasure lock exclusively, like erasure does: event ingestion, which
 //! resolves contacts without the contact lock, holds it shared and so never writes an event for a contact that a
@@ -115,6 +116,7 @@ pub(crate) async fn merge_into(
              copied_tags AS (
                  INSERT INTO contact_tags (contact_id, tag_id, added_at)
                  SELECT $2, tag_id, added_at FROM contact_tags WHERE contact_id = $1
+                     AND tag_id NOT IN (SELECT tag_id FROM segments WHERE tag_id IS NOT NULL)
                  ON CONFLICT DO NOTHING),
              removed_tags AS (DELETE FROM contact_tags WHERE contact_id = $1),
              activities AS (UPDATE activities SET contact_id = $2 WHERE contact_id = $1),
@@ -124,6 +126,7 @@ pub(crate) async fn merge_into(
              consents AS (UPDATE consents SET contact_id = $2 WHERE contact_id = $1),
              pointers AS (UPDATE contact_merges SET survivor_id = $2 WHERE survivor_id = $1),
              pointer AS (INSERT INTO contact_merges (workspace_id, absorbed_id, survivor_id) VALUES ($3, $1, $2)),
+             members AS (DELETE FROM segment_members WHERE contact_id = $1),
              deleted AS (DELETE FROM contacts WHERE id = $1)
          SELECT 1",
     )

@@ -4,9 +4,9 @@ use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use rapport_domain::{
     ApiKeyId, CompanyId, Contact, ContactId, FieldDefinition, FieldEntity, FieldId, FieldType, Identity, IdentityKind,
-    MergeRule, NoteTemplateId, Role, Slug, TagId, TagKind, UserId, WorkspaceId,
+    MergeRule, NoteTemplateId, Role, SegmentId, Slug, TagId, TagKind, UserId, WorkspaceId,
 };
-use rapport_store::{ApiKey, Company, ListEntry, NoteTemplate, Page, StoreError, Tag, User, Workspace};
+use rapport_store::{ApiKey, Company, ListEntry, NoteTemplate, Page, Segment, StoreError, Tag, User, Workspace};
 use serde_json::{Map, Value};
 
 /// The error for a failed write: a violation of the unique constraint `constraint` is the caller's conflict,
@@ -271,6 +271,42 @@ impl CompanyRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SegmentRow {
+    id: i64,
+    workspace_id: i64,
+    name: String,
+    description: String,
+    filter: String,
+    tag_id: Option<i64>,
+    version: i64,
+    member_count: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Selects from `segments s`.
+pub(crate) const SEGMENT_COLUMNS: &str = "s.id, s.workspace_id, s.name, s.description, s.filter, s.tag_id, \
+     s.version, s.created_at, s.updated_at, \
+     (SELECT count(*) FROM segment_members m WHERE m.segment_id = s.id) AS member_count";
+
+impl SegmentRow {
+    pub(crate) fn into_record(self) -> Segment {
+        Segment {
+            id: SegmentId::new(self.id),
+            workspace_id: WorkspaceId::new(self.workspace_id),
+            name: self.name,
+            description: self.description,
+            filter: self.filter,
+            tag_id: self.tag_id.map(TagId::new),
+            version: self.version,
+            member_count: count(self.member_count),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
     }
 }
 

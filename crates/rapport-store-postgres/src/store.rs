@@ -6,14 +6,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
     ApiKeyId, CompanyId, Contact, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, FormId, Identity,
-    JobId, NoteTemplateId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
+    JobId, NoteTemplateId, SegmentId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
 };
 use rapport_store::{
-    Actor, ApiKey, Company, CompanyChanges, Consent, ContactCursor, EventOutcome, FieldUpdate, Form, FormUpdate, Job,
-    JobEnd, JobKind, ListEntry, ListEntryUpdate, ListKind, MergeReason, NewApiKey, NewEvent, NewField, NewForm, NewJob,
-    NewListEntry, NewSource, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput, Page, PageRequest, Source,
-    SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, TrackingMessage, TrackingOutcome,
-    UpsertOutcome, User, UserUpdate, Workspace,
+    Actor, ApiKey, AudienceContact, ChangeBatch, ChangeCursor, Company, CompanyChanges, Consent, ContactCursor,
+    EventFact, EventOutcome, FieldUpdate, Form, FormUpdate, Job, JobEnd, JobKind, ListEntry, ListEntryUpdate, ListKind,
+    MembershipChanges, MergeReason, NewApiKey, NewEvent, NewField, NewForm, NewJob, NewListEntry, NewSegment,
+    NewSource, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput, Page, PageRequest, Segment, SegmentUpdate,
+    Source, SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, TrackingMessage,
+    TrackingOutcome, UpsertOutcome, User, UserUpdate, Workspace,
 };
 use serde_json::Value;
 use tracing::instrument;
@@ -517,6 +518,123 @@ impl Store for PostgresStore {
     #[instrument(level = "debug", skip_all)]
     async fn contact_consents(&self, workspace: WorkspaceId, contact: ContactId) -> StoreResult<Vec<Consent>> {
         self.contact_consents(workspace, contact).await
+    }
+
+    // ----- Segments and the audience engine -----
+    #[instrument(level = "debug", skip_all)]
+    async fn create_segment(&self, workspace: WorkspaceId, segment: NewSegment) -> StoreResult<Segment> {
+        self.create_segment(workspace, segment).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_segments(&self, workspace: WorkspaceId) -> StoreResult<Vec<Segment>> {
+        self.list_segments(workspace).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn get_segment(&self, workspace: WorkspaceId, id: SegmentId) -> StoreResult<Segment> {
+        self.get_segment(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn update_segment(
+        &self,
+        workspace: WorkspaceId,
+        id: SegmentId,
+        update: SegmentUpdate,
+    ) -> StoreResult<Segment> {
+        self.update_segment(workspace, id, update).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn delete_segment(&self, workspace: WorkspaceId, id: SegmentId) -> StoreResult<()> {
+        self.delete_segment(workspace, id).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn all_segments(&self) -> StoreResult<Vec<Segment>> {
+        self.all_segments().await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn segment_members(
+        &self,
+        workspace: WorkspaceId,
+        segment: SegmentId,
+        page: PageRequest<ContactId>,
+    ) -> StoreResult<Page<ContactId, ContactId>> {
+        self.segment_members(workspace, segment, page).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn segment_contacts(
+        &self,
+        workspace: WorkspaceId,
+        segment: SegmentId,
+        page: PageRequest<ContactId>,
+    ) -> StoreResult<Page<Contact, ContactId>> {
+        self.segment_contacts(workspace, segment, page).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn contact_segments(&self, workspace: WorkspaceId, contact: ContactId) -> StoreResult<Vec<SegmentId>> {
+        self.contact_segments(workspace, contact).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(entered = changes.entered.len(), exited = changes.exited.len()))]
+    async fn apply_memberships(
+        &self,
+        workspace: WorkspaceId,
+        changes: MembershipChanges,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.apply_memberships(workspace, changes, at).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn change_head(&self) -> StoreResult<ChangeCursor> {
+        self.change_head().await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn read_changes(&self, after: ChangeCursor, limit: u32) -> StoreResult<ChangeBatch> {
+        self.read_changes(after, limit).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn prune_changes(&self, before: ChangeCursor) -> StoreResult<()> {
+        self.prune_changes(before).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn audience_contacts(
+        &self,
+        workspace: WorkspaceId,
+        after: Option<ContactId>,
+        limit: u32,
+    ) -> StoreResult<Vec<AudienceContact>> {
+        self.audience_contacts(workspace, after, limit).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(contacts = ids.len()))]
+    async fn audience_contacts_by_id(
+        &self,
+        workspace: WorkspaceId,
+        ids: &[ContactId],
+    ) -> StoreResult<Vec<AudienceContact>> {
+        self.audience_contacts_by_id(workspace, ids).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn scan_events(
+        &self,
+        workspace: WorkspaceId,
+        event_types: &[String],
+        delivered: ChangeCursor,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EventFact>> {
+        self.scan_events(workspace, event_types, delivered, after, limit).await
     }
 
     #[instrument(level = "debug", skip_all)]

@@ -141,6 +141,12 @@ impl PostgresStore {
             let message = format!("{} contacts carry the tag {}", tag.contact_count, tag.path);
             return Err(StoreError::conflict("tag_in_use", message));
         }
+        // A dynamic tag's definition goes with it.
+        sqlx::query("DELETE FROM segments WHERE tag_id = $1")
+            .bind(id.get())
+            .execute(&mut *tx)
+            .await
+            .context("deleting a tag's definition")?;
         sqlx::query("DELETE FROM tags WHERE id = $1")
             .bind(id.get())
             .execute(&mut *tx)

@@ -25,6 +25,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { script: include_str!("../migrations/0002_capture.sql"), then: Some(upgrade_events_v1) },
     Migration { script: include_str!("../migrations/0003_forms.sql"), then: None },
     Migration { script: include_str!("../migrations/0004_jobs.sql"), then: None },
+    Migration { script: include_str!("../migrations/0005_audience.sql"), then: None },
 ];
 
 const READER_CONNECTIONS: usize = 4;

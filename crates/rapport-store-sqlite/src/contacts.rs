@@ -555,10 +555,11 @@ fn id_patch<T: Copy>(patch: &Patch<T>, raw: impl Fn(T) -> i64) -> (bool, Option<
     (!patch.is_absent(), set_id(patch, raw))
 }
 
-const CONTACT_COLUMNS: &str = "id, workspace_id, email, phone, user_id, first_name, last_name, title, company_name,
+pub(crate) const CONTACT_COLUMNS: &str =
+    "id, workspace_id, email, phone, user_id, first_name, last_name, title, company_name,
     city, province, country, source, owner_id, company_id, fields, stage, status, created_at, updated_at";
 
-fn contact_from_row(row: &Row<'_>) -> rusqlite::Result<Contact> {
+pub(crate) fn contact_from_row(row: &Row<'_>) -> rusqlite::Result<Contact> {
     Ok(Contact {
         id: ContactId::new(row.get(0)?),
         workspace_id: WorkspaceId::new(row.get(1)?),
@@ -586,7 +587,7 @@ fn contact_from_row(row: &Row<'_>) -> rusqlite::Result<Contact> {
 }
 
 /// Fills in the identities and tags of a page of contacts with one query each.
-fn with_identities_and_tags(conn: &Connection, mut contacts: Vec<Contact>) -> StoreResult<Vec<Contact>> {
+pub(crate) fn with_identities_and_tags(conn: &Connection, mut contacts: Vec<Contact>) -> StoreResult<Vec<Contact>> {
     if contacts.is_empty() {
         return Ok(contacts);
     }

@@ -369,11 +369,27 @@ pub(crate) fn erase_events(
     }
     tx.execute("DELETE FROM message_ids WHERE contact_id = ?1", [contact.get()])
         .context("forgetting a contact's message ids")?;
+    let highest = |tx: &Transaction<'_>| -> StoreResult<Option<i64>> {
+        Ok(tx.query_row("SELECT max(id) FROM events", [], |row| row.get(0)).context("reading the highest event id")?)
+    };
+    let highest_before = highest(tx)?;
     tx.execute(
         "DELETE FROM events WHERE workspace_id = ?1 AND contact_id = ?2",
         params![workspace.get(), contact.get()],
     )
     .context("deleting a contact's events")?;
+    // Event ids must never be handed out again: the audience engine follows new events by id. SQLite gives a new
+    // row the highest id plus one, so when the newest events were this contact's, a placeholder keeps their id
+    // taken. It belongs to no contact (0) and no type (0), so no reader joins it.
+    let highest_after = highest(tx)?;
+    if let Some(before) = highest_before.filter(|before| highest_after < Some(*before)) {
+        tx.execute(
+            "INSERT INTO events (id, workspace_id, contact_id, type_id, occurred_at, received_delay)
+             VALUES (?1, ?2, 0, 0, 0, 0)",
+            params![before, workspace.get()],
+        )
+        .context("keeping the highest event id taken")?;
+    }
     let documents: Vec<i64> = released.keys().copied().collect();
     add_references(tx, released.into_iter())?;
     let mut unused = tx

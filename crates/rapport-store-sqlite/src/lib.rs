@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod audience;
 mod companies;
 mod connection;
 mod contacts;

@@ -72,7 +72,8 @@ pub(crate) fn merge_into(
         (
             "uniting tags",
             "INSERT OR IGNORE INTO contact_tags (contact_id, tag_id, added_at)
-             SELECT ?2, tag_id, added_at FROM contact_tags WHERE contact_id = ?1",
+             SELECT ?2, tag_id, added_at FROM contact_tags WHERE contact_id = ?1
+                 AND tag_id NOT IN (SELECT tag_id FROM segments WHERE tag_id IS NOT NULL)",
         ),
         ("moving activities", "UPDATE activities SET contact_id = ?2 WHERE contact_id = ?1"),
         ("moving message ids", "UPDATE message_ids SET contact_id = ?2 WHERE contact_id = ?1"),

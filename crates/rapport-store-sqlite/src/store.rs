@@ -5,19 +5,22 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
     ApiKeyId, CompanyId, Contact, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, FormId, Identity,
-    JobId, NoteTemplateId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
+    JobId, NoteTemplateId, SegmentId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
 };
 use rapport_store::{
-    Actor, ApiKey, Company, CompanyChanges, Consent, ContactCursor, EventOutcome, FieldUpdate, Form, FormUpdate, Job,
-    JobEnd, JobKind, ListEntry, ListEntryUpdate, ListKind, MergeReason, NewApiKey, NewEvent, NewField, NewForm, NewJob,
-    NewListEntry, NewSource, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput, Page, PageRequest, Source,
-    SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, TrackingMessage, TrackingOutcome,
-    UpsertOutcome, User, UserUpdate, Workspace,
+    Actor, ApiKey, AudienceContact, ChangeBatch, ChangeCursor, Company, CompanyChanges, Consent, ContactCursor,
+    EventFact, EventOutcome, FieldUpdate, Form, FormUpdate, Job, JobEnd, JobKind, ListEntry, ListEntryUpdate, ListKind,
+    MembershipChanges, MergeReason, NewApiKey, NewEvent, NewField, NewForm, NewJob, NewListEntry, NewSegment,
+    NewSource, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput, Page, PageRequest, Segment, SegmentUpdate,
+    Source, SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, TrackingMessage,
+    TrackingOutcome, UpsertOutcome, User, UserUpdate, Workspace,
 };
 use serde_json::Value;
 
 use crate::connection::SqliteStore;
-use crate::{access, companies, contacts, events, forms, history, jobs, merge, schema, sources, tags, tracking};
+use crate::{
+    access, audience, companies, contacts, events, forms, history, jobs, merge, schema, sources, tags, tracking,
+};
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -487,6 +490,110 @@ impl Store for SqliteStore {
 
     async fn contact_consents(&self, workspace: WorkspaceId, contact: ContactId) -> StoreResult<Vec<Consent>> {
         self.read(move |conn| forms::contact_consents(conn, workspace, contact)).await
+    }
+
+    // ----- Segments and the audience engine -----
+
+    async fn create_segment(&self, workspace: WorkspaceId, segment: NewSegment) -> StoreResult<Segment> {
+        self.write(move |tx| audience::create_segment(tx, workspace, segment)).await
+    }
+
+    async fn list_segments(&self, workspace: WorkspaceId) -> StoreResult<Vec<Segment>> {
+        self.read(move |conn| audience::list_segments(conn, workspace)).await
+    }
+
+    async fn get_segment(&self, workspace: WorkspaceId, id: SegmentId) -> StoreResult<Segment> {
+        self.read(move |conn| audience::get_segment(conn, workspace, id)).await
+    }
+
+    async fn update_segment(
+        &self,
+        workspace: WorkspaceId,
+        id: SegmentId,
+        update: SegmentUpdate,
+    ) -> StoreResult<Segment> {
+        self.write(move |tx| audience::update_segment(tx, workspace, id, update)).await
+    }
+
+    async fn delete_segment(&self, workspace: WorkspaceId, id: SegmentId) -> StoreResult<()> {
+        self.write(move |tx| audience::delete_segment(tx, workspace, id)).await
+    }
+
+    async fn all_segments(&self) -> StoreResult<Vec<Segment>> {
+        self.read(|conn| audience::all_segments(conn)).await
+    }
+
+    async fn segment_members(
+        &self,
+        workspace: WorkspaceId,
+        segment: SegmentId,
+        page: PageRequest<ContactId>,
+    ) -> StoreResult<Page<ContactId, ContactId>> {
+        self.read(move |conn| audience::segment_members(conn, workspace, segment, page)).await
+    }
+
+    async fn segment_contacts(
+        &self,
+        workspace: WorkspaceId,
+        segment: SegmentId,
+        page: PageRequest<ContactId>,
+    ) -> StoreResult<Page<Contact, ContactId>> {
+        self.read(move |conn| audience::segment_contacts(conn, workspace, segment, page)).await
+    }
+
+    async fn contact_segments(&self, workspace: WorkspaceId, contact: ContactId) -> StoreResult<Vec<SegmentId>> {
+        self.read(move |conn| audience::contact_segments(conn, workspace, contact)).await
+    }
+
+    async fn apply_memberships(
+        &self,
+        workspace: WorkspaceId,
+        changes: MembershipChanges,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.write(move |tx| audience::apply_memberships(tx, workspace, changes, at)).await
+    }
+
+    async fn change_head(&self) -> StoreResult<ChangeCursor> {
+        self.read(|conn| audience::change_head(conn)).await
+    }
+
+    async fn read_changes(&self, after: ChangeCursor, limit: u32) -> StoreResult<ChangeBatch> {
+        self.read(move |conn| audience::read_changes(conn, after, limit)).await
+    }
+
+    async fn prune_changes(&self, before: ChangeCursor) -> StoreResult<()> {
+        self.write(move |tx| audience::prune_changes(tx, before)).await
+    }
+
+    async fn audience_contacts(
+        &self,
+        workspace: WorkspaceId,
+        after: Option<ContactId>,
+        limit: u32,
+    ) -> StoreResult<Vec<AudienceContact>> {
+        self.read(move |conn| audience::audience_contacts(conn, workspace, after, limit)).await
+    }
+
+    async fn audience_contacts_by_id(
+        &self,
+        workspace: WorkspaceId,
+        ids: &[ContactId],
+    ) -> StoreResult<Vec<AudienceContact>> {
+        let ids = ids.to_vec();
+        self.read(move |conn| audience::audience_contacts_by_id(conn, workspace, &ids)).await
+    }
+
+    async fn scan_events(
+        &self,
+        workspace: WorkspaceId,
+        event_types: &[String],
+        delivered: ChangeCursor,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EventFact>> {
+        let event_types = event_types.to_vec();
+        self.read(move |conn| audience::scan_events(conn, workspace, &event_types, delivered, after, limit)).await
     }
 
     /// Pages in use times the page size: the database as this connection sees it, committed WAL frames included.

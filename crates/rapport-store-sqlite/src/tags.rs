@@ -121,6 +121,8 @@ pub(crate) fn delete_tag(tx: &Transaction<'_>, workspace: WorkspaceId, id: TagId
             format!("{} contacts carry the tag {}", tag.contact_count, tag.path),
         ));
     }
+    // A dynamic tag's definition goes with it.
+    tx.execute("DELETE FROM segments WHERE tag_id = ?1", [id.get()]).context("deleting a tag's definition")?;
     tx.execute("DELETE FROM tags WHERE id = ?1", [id.get()]).context("deleting a tag")?;
     Ok(())
 }

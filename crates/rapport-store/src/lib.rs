@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audience;
 mod error;
 mod job;
 pub mod message_id;
@@ -16,6 +17,7 @@ mod traits;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
+pub use audience::*;
 pub use error::{StoreError, StoreResult};
 pub use job::*;
 pub use records::*;

@@ -15,6 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod audience;
 mod capture;
 mod contacts;
 mod forms;
@@ -35,6 +36,10 @@ use rapport_domain::{
 use serde_json::{Map, Value};
 
 pub use access::{api_keys, delete_user_unowns_contacts, users, workspace_defaults};
+pub use audience::{
+    audience_contacts_carry_consent_and_stage_history, change_feed_follows_every_write, memberships_are_recorded_once,
+    scan_events_stops_where_the_feed_starts, segments_crud,
+};
 pub use capture::{
     ingest_alias, ingest_anonymous_history_joins_the_identified_contact, ingest_group,
     ingest_identify_merges_other_owners, ingest_is_idempotent, ingest_rejects_unknown_references, sources,
@@ -136,6 +141,11 @@ macro_rules! store_tests {
             form_submission_joins_the_anonymous_history,
             form_submission_without_visitor_ids_merges_by_email,
             form_submission_to_an_archived_form_writes_nothing,
+            segments_crud,
+            memberships_are_recorded_once,
+            change_feed_follows_every_write,
+            scan_events_stops_where_the_feed_starts,
+            audience_contacts_carry_consent_and_stage_history,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -290,6 +300,7 @@ fn describe_entry(kind: &str, data: &Value) -> String {
         "tag_added" | "tag_removed" => format!("{kind} {}", text("tag")),
         "note" => format!("note {}", text("body")),
         "merged" => format!("merged {} {}", text("absorbed_id"), text("reason")),
+        "segment_entered" | "segment_exited" => format!("{kind} {}", text("segment")),
         other => other.to_owned(),
     }
 }

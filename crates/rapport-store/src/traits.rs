@@ -5,10 +5,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rapport_domain::{
     ApiKeyId, CompanyId, ContactChanges, ContactId, FieldDefinition, FieldEntity, FieldId, FormId, Identity, JobId,
-    NoteTemplateId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
+    NoteTemplateId, SegmentId, Slug, SourceId, TagId, TagPath, UserId, WorkspaceId,
 };
 use serde_json::Value;
 
+use crate::audience::*;
 use crate::error::StoreResult;
 use crate::job::{Job, JobEnd, JobKind, NewJob};
 use crate::records::*;
@@ -84,6 +85,7 @@ pub trait Store: Send + Sync + 'static {
     /// `tag_too_deep` when the subtree would go past four levels; invalid `tag_cycle` when moved under itself.
     async fn update_tag(&self, workspace: WorkspaceId, id: TagId, update: TagUpdate) -> StoreResult<Tag>;
     /// Only a leaf that no contact carries can be deleted: conflict `tag_has_children` or `tag_in_use` otherwise.
+    /// A dynamic tag's definition (its segment) is deleted with it.
     async fn delete_tag(&self, workspace: WorkspaceId, id: TagId) -> StoreResult<()>;
     /// Adds manual tags to a contact, creating missing ones; tags it already has are left alone. Records
     /// `tag_added` activities. Invalid `dynamic_tag` when a path names a dynamic tag.
@@ -276,7 +278,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<TrackingOutcome>>;
 
     /// Merges `absorbed` into `survivor` as one change:
-    /// - identities, events, notes, history and consent records move to the survivor; tags are united;
+    /// - identities, events, notes, history and consent records move to the survivor; manual tags are united
+    ///   (dynamic tags are not copied: the engine decides them for the survivor);
     /// - each field (system and custom) takes the most recently updated contact's non-empty value, except custom
     ///   fields whose definition says `keep_oldest_on_merge`, which keep the earlier created contact's non-empty
     ///   value; an empty value never overwrites a non-empty one;
@@ -336,6 +339,89 @@ pub trait Store: Send + Sync + 'static {
     async fn update_form(&self, workspace: WorkspaceId, id: FormId, update: FormUpdate) -> StoreResult<Form>;
     /// The contact's consent records, newest first (the first per channel is the current state).
     async fn contact_consents(&self, workspace: WorkspaceId, contact: ContactId) -> StoreResult<Vec<Consent>>;
+
+    // ----- Segments and the audience engine -----
+
+    /// Conflict `segment_exists` when the name is taken. With a `tag_id`: invalid `unknown_tag` when the tag does
+    /// not exist, `not_dynamic_tag` when it is a manual tag; conflict `tag_has_segment` when the tag already has a
+    /// definition. Records a schema change.
+    async fn create_segment(&self, workspace: WorkspaceId, segment: NewSegment) -> StoreResult<Segment>;
+    /// Segments and dynamic tag definitions, ordered by id, with their member counts.
+    async fn list_segments(&self, workspace: WorkspaceId) -> StoreResult<Vec<Segment>>;
+    async fn get_segment(&self, workspace: WorkspaceId, id: SegmentId) -> StoreResult<Segment>;
+    /// A changed filter bumps `version`. Conflict `segment_exists` when the new name is taken. Records a schema
+    /// change.
+    async fn update_segment(
+        &self,
+        workspace: WorkspaceId,
+        id: SegmentId,
+        update: SegmentUpdate,
+    ) -> StoreResult<Segment>;
+    /// Deletes the definition and its member rows (without timeline records: the segment is gone). Records a
+    /// schema change.
+    async fn delete_segment(&self, workspace: WorkspaceId, id: SegmentId) -> StoreResult<()>;
+    /// The segments of every workspace, ordered by id, for the engine's start.
+    async fn all_segments(&self) -> StoreResult<Vec<Segment>>;
+    /// Member ids in ascending order after `page.after`.
+    async fn segment_members(
+        &self,
+        workspace: WorkspaceId,
+        segment: SegmentId,
+        page: PageRequest<ContactId>,
+    ) -> StoreResult<Page<ContactId, ContactId>>;
+    /// Member contacts in ascending id order after `page.after`.
+    async fn segment_contacts(
+        &self,
+        workspace: WorkspaceId,
+        segment: SegmentId,
+        page: PageRequest<ContactId>,
+    ) -> StoreResult<Page<rapport_domain::Contact, ContactId>>;
+    /// The segments the contact is a member of, ordered by id (not found when the contact does not exist).
+    async fn contact_segments(&self, workspace: WorkspaceId, contact: ContactId) -> StoreResult<Vec<SegmentId>>;
+    /// Writes membership changes in one transaction, with a `segment_entered` / `segment_exited` timeline record
+    /// (`data.segment_id`, `data.segment`) for each; for a dynamic tag's segment it also adds or removes the tag
+    /// (with `tag_added` / `tag_removed`, actor `system`). Entering a segment the contact is already in, leaving
+    /// one it is not in, and changes of contacts or segments that no longer exist are skipped without a record.
+    async fn apply_memberships(
+        &self,
+        workspace: WorkspaceId,
+        changes: MembershipChanges,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    /// The change feed's position now: reading after it returns what commits from now on.
+    async fn change_head(&self) -> StoreResult<ChangeCursor>;
+    /// Changes and events committed after `after`, at most about `limit` of each, and the position to read on
+    /// from. Every committed write of a contact, its identities, tags or consent, every company change, schema
+    /// change and stored event appears, once committed, in exactly one read that starts where the previous ended.
+    async fn read_changes(&self, after: ChangeCursor, limit: u32) -> StoreResult<ChangeBatch>;
+    /// Drops what the feed holds before `before` (read and applied by the engine).
+    async fn prune_changes(&self, before: ChangeCursor) -> StoreResult<()>;
+    /// Contacts in ascending id order after `after`, with what filters ask about them, for building the engine's
+    /// index.
+    async fn audience_contacts(
+        &self,
+        workspace: WorkspaceId,
+        after: Option<ContactId>,
+        limit: u32,
+    ) -> StoreResult<Vec<AudienceContact>>;
+    /// The given contacts that exist, in any order.
+    async fn audience_contacts_by_id(
+        &self,
+        workspace: WorkspaceId,
+        ids: &[ContactId],
+    ) -> StoreResult<Vec<AudienceContact>>;
+    /// Events of the given types in ascending id order after `after`, restricted to those the change feed has
+    /// delivered up to `delivered` (an event the feed will deliver later is left out, so that a reader who scans
+    /// history and then follows the feed sees every event once).
+    async fn scan_events(
+        &self,
+        workspace: WorkspaceId,
+        event_types: &[String],
+        delivered: ChangeCursor,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EventFact>>;
 
     /// The contact an absorbed id now belongs to (following chains of merges), or `None` when the id was never
     /// merged away.
