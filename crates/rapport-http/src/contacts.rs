@@ -231,7 +231,7 @@ pub fn custom_values(
 
 /// Turns "not found" for a contact id that was merged away into a redirect to the survivor (`suffix` is the rest
 /// of the path, e.g. `/timeline`), so that ids stored elsewhere keep working after a merge.
-async fn follow_merge<T>(
+pub(crate) async fn follow_merge<T>(
     state: &AppState,
     caller: &Caller,
     id: ContactId,
@@ -265,11 +265,14 @@ pub struct ContactListParams {
     pub phone: Option<String>,
     /// Find the contact with this external user id.
     pub user_id: Option<String>,
+    /// List the members of this segment instead, in ascending id order (the cursor then is a different one: pass
+    /// back the `next_cursor` of this listing).
+    pub segment: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
 }
 
-/// Lists contacts, most recently updated first, or finds one by identity.
+/// Lists contacts, most recently updated first, finds one by identity, or lists a segment's members.
 #[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts", params(ContactListParams),
     responses((status = 200, body = ListBody<ContactBody>)))]
 async fn list_contacts(
@@ -283,10 +286,22 @@ async fn list_contacts(
         (IdentityKind::Phone, "phone", &params.phone),
         (IdentityKind::UserId, "user_id", &params.user_id),
     ];
+    if params.segment.is_some() && lookups.iter().any(|(_, _, value)| value.is_some()) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "segment lists members; it does not combine with a look-up",
+        ));
+    }
     if let Some((kind, name, Some(raw))) = lookups.iter().find(|(_, _, value)| value.is_some()) {
         let identity = Identity::parse(*kind, raw).map_err(|error| ApiError::field(*name, error.to_string()))?;
         let found = state.store.find_contact(caller.workspace, &identity).await?;
         return Ok(Json(ListBody { items: found.into_iter().map(ContactBody::from).collect(), next_cursor: None }));
+    }
+    if let Some(segment) = params.segment.as_deref() {
+        let page =
+            crate::segments::members_of(&state, caller.workspace, segment, params.cursor.as_deref(), params.limit)
+                .await?;
+        return Ok(Json(page));
     }
     let limit = page_limit(params.limit)?;
     let after = match params.cursor.as_deref() {
@@ -576,7 +591,8 @@ async fn merge_contact(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TimelineItemBody {
-    /// `event`, `stage_changed`, `status_changed`, `tag_added`, `tag_removed`, `note`, …
+    /// `event`, `stage_changed`, `status_changed`, `tag_added`, `tag_removed`, `note`, `segment_entered`,
+    /// `segment_exited` (`data.segment_id`, `data.segment`), …
     pub kind: String,
     pub at: String,
     #[schema(value_type = Object)]
@@ -608,8 +624,23 @@ async fn timeline(
         items: page
             .items
             .into_iter()
-            .map(|entry| TimelineItemBody { kind: entry.kind, at: time(entry.at), data: entry.data })
+            .map(|entry| TimelineItemBody {
+                data: timeline_data(&entry.kind, entry.data),
+                kind: entry.kind,
+                at: time(entry.at),
+            })
             .collect(),
         next_cursor: page.next.map(|next| encode_cursor(&[next.at.timestamp_micros(), next.source, next.id])),
     }))
+}
+
+/// Ids travel as strings: a membership record's `segment_id` is shown as one whatever the store keeps.
+fn timeline_data(kind: &str, mut data: Value) -> Value {
+    if matches!(kind, "segment_entered" | "segment_exited")
+        && let Some(id) = data.get_mut("segment_id")
+        && let Value::Number(number) = id
+    {
+        *id = Value::String(number.to_string());
+    }
+    data
 }

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub details: Value,
     /// Where the resource lives now, for redirects.
     pub location: Option<String>,
+    /// Seconds after which a retry may succeed (`Retry-After`), for `503`s of a component still starting.
+    pub retry_after: Option<u32>,
 }
 
 /// One invalid input field, named by its JSON path (`email`, `contacts[3].fields.budget`).
@@ -27,7 +29,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: Value::Null, location: None }
+        ApiError { status, code, message: message.into(), details: Value::Null, location: None, retry_after: None }
     }
 
     pub fn with_details(mut self, details: Value) -> ApiError {
@@ -74,6 +76,13 @@ impl ApiError {
         error
     }
 
+    /// A `503` with `Retry-After`: the request is fine, but a part of the server is not ready for it yet.
+    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after_seconds: u32) -> ApiError {
+        let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        error.retry_after = Some(retry_after_seconds);
+        error
+    }
+
     pub fn internal(error: anyhow::Error) -> ApiError {
         tracing::error!(error = format!("{error:#}"), "request failed");
         ApiError::new(
@@ -106,6 +115,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(json!({ "error": body }))).into_response();
         if let Some(location) = self.location.and_then(|location| location.parse().ok()) {
             response.headers_mut().insert(axum::http::header::LOCATION, location);
+        }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
     }

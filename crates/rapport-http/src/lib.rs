@@ -14,10 +14,12 @@ mod error;
 mod events;
 mod extract;
 mod fields;
+mod filters;
 pub mod forms;
 mod jobs;
 mod lists;
 mod note_templates;
+mod segments;
 mod sources;
 mod state;
 mod tags;
@@ -44,7 +46,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Rapport API", description = "Contacts, companies, tags, stages and events of a Rapport workspace. \
+    info(title = "Rapport API", description = "Contacts, companies, tags, segments, stages and events of a Rapport workspace. \
         Authenticate with `Authorization: Bearer <API key>`. Errors are `{\"error\": {\"code\", \"message\", \
         \"details\"}}` with a stable `code`."),
     modifiers(&BearerAuth),
@@ -52,6 +54,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
         (name = "contacts", description = "Contacts (leads), their tags, notes and timeline"),
         (name = "companies", description = "Companies (accounts)"),
         (name = "events", description = "Behaviour events"),
+        (name = "segments", description = "Segments: saved filters whose members are kept current, and previews"),
         (name = "schema", description = "Custom fields, the tag library, stages, lead statuses, note templates"),
         (name = "access", description = "Users and API keys"),
         (name = "capture", description = "Tracking sources and their write keys"),
@@ -81,6 +84,7 @@ fn api() -> (axum::Router<AppState>, OpenApiDocument) {
         .merge(events::routes())
         .merge(fields::routes())
         .merge(tags::routes())
+        .merge(segments::routes())
         .merge(lists::routes())
         .merge(note_templates::routes())
         .merge(access::routes())

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use rapport_engine::audience::Audience;
 use rapport_engine::{Ingestor, Jobs};
 use rapport_store::Store;
 
@@ -15,10 +16,18 @@ pub struct AppState {
     pub jobs: Jobs,
     /// The public side of forms: rate limiter and token key.
     pub forms: Arc<FormsRuntime>,
+    /// The audience engine's handle: checks and previews filters, reports segments' state.
+    pub audience: Audience,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, ingestor: Ingestor, jobs: Jobs, forms: FormsConfig) -> AppState {
-        AppState { store, ingestor, jobs, forms: Arc::new(FormsRuntime::new(forms)) }
+    pub fn new(
+        store: Arc<dyn Store>,
+        ingestor: Ingestor,
+        jobs: Jobs,
+        forms: FormsConfig,
+        audience: Audience,
+    ) -> AppState {
+        AppState { store, ingestor, jobs, forms: Arc::new(FormsRuntime::new(forms)), audience }
     }
 }

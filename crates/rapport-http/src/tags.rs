@@ -1,4 +1,6 @@
-//! `/api/v1/tags`: the tag library, a tree of at most four levels.
+//! `/api/v1/tags`: the tag library, a tree of at most four levels. A dynamic tag may carry a filter (its
+//! definition, stored as a segment with the tag's id): the audience engine then adds and removes it as contacts
+//! start and stop matching.
 
 use std::collections::HashMap;
 
@@ -6,16 +8,18 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use rapport_domain::{Patch, Permission, TagId, TagKind, TagPath};
-use rapport_store::{NewTag, Tag, TagUpdate};
+use rapport_domain::{BoundedText, Patch, Permission, TagId, TagKind, TagPath, WorkspaceId};
+use rapport_store::{NewSegment, NewTag, Segment, SegmentUpdate, StoreError, Tag, TagUpdate};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::error::{ApiResult, Validator};
+use crate::error::{ApiError, ApiResult, Validator};
 use crate::extract::{ApiJson, Nullable, path_id};
+use crate::filters::{FilterForms, ParsedFilter, check_filter, check_tag_rule, stored_filter_json};
 use crate::state::AppState;
 use crate::wire::{WireId, time};
 
@@ -34,13 +38,30 @@ pub struct TagBody {
     pub kind: String,
     /// Contacts carrying this very tag.
     pub contact_count: u64,
+    /// A dynamic tag's rule in its canonical text form: contacts matching it carry the tag. Absent on manual tags
+    /// and on dynamic tags without a rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The same rule in its JSON form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub filter_json: Option<Value>,
     pub created_at: String,
     #[schema(no_recursion)]
     pub children: Vec<TagBody>,
 }
 
-impl From<Tag> for TagBody {
-    fn from(tag: Tag) -> TagBody {
+/// Dynamic tags' definitions by tag.
+type Definitions = HashMap<TagId, Segment>;
+
+async fn definitions(state: &AppState, workspace: WorkspaceId) -> ApiResult<Definitions> {
+    let segments = state.store.list_segments(workspace).await?;
+    Ok(segments.into_iter().filter_map(|segment| segment.tag_id.map(|tag| (tag, segment))).collect())
+}
+
+impl TagBody {
+    fn new(tag: Tag, definitions: &Definitions) -> TagBody {
+        let filter = definitions.get(&tag.id).map(|definition| definition.filter.clone());
         TagBody {
             id: tag.id.to_string(),
             parent_id: tag.parent_id.map(|id| id.to_string()),
@@ -48,6 +69,8 @@ impl From<Tag> for TagBody {
             path: tag.path,
             kind: tag.kind.as_str().to_owned(),
             contact_count: tag.contact_count,
+            filter_json: filter.as_deref().map(stored_filter_json),
+            filter,
             created_at: time(tag.created_at),
             children: Vec::new(),
         }
@@ -61,10 +84,10 @@ pub struct TagTreeBody {
 }
 
 /// Builds the nested tree from the flat list, keeping the list's path order among siblings.
-fn build_tree(tags: Vec<Tag>) -> Vec<TagBody> {
+fn build_tree(tags: Vec<Tag>, definitions: &Definitions) -> Vec<TagBody> {
     let mut by_parent: HashMap<Option<String>, Vec<TagBody>> = HashMap::new();
     for tag in tags {
-        let body = TagBody::from(tag);
+        let body = TagBody::new(tag, definitions);
         by_parent.entry(body.parent_id.clone()).or_default().push(body);
     }
     fn attach(node: &mut TagBody, by_parent: &mut HashMap<Option<String>, Vec<TagBody>>) {
@@ -87,7 +110,8 @@ fn build_tree(tags: Vec<Tag>) -> Vec<TagBody> {
 async fn list_tags(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<TagTreeBody>> {
     caller.require(Permission::Read)?;
     let tags = state.store.list_tags(caller.workspace).await?;
-    Ok(Json(TagTreeBody { items: build_tree(tags) }))
+    let definitions = definitions(&state, caller.workspace).await?;
+    Ok(Json(TagTreeBody { items: build_tree(tags, &definitions) }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -98,10 +122,21 @@ pub struct TagInput {
     /// `manual` (default) or `dynamic`.
     #[serde(default)]
     pub kind: Option<String>,
+    /// A dynamic tag's rule in the text form, e.g. `stage >= sql and fields.budget >= 50000`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// The rule in the JSON form (instead of `filter`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter_json: Option<Value>,
 }
 
+/// Creates a tag. A dynamic tag may come with its rule (`filter` or `filter_json`); contacts then get and lose it
+/// as they start and stop matching.
 #[utoipa::path(post, path = "/api/v1/tags", tag = "schema", request_body = TagInput,
-    responses((status = 201, body = TagBody), (status = 409, description = "tag_exists")))]
+    responses((status = 201, body = TagBody),
+        (status = 400, description = "validation_failed, filter_parse_error, invalid_filter"),
+        (status = 409, description = "tag_exists")))]
 async fn create_tag(
     State(state): State<AppState>,
     caller: Caller,
@@ -114,20 +149,62 @@ async fn create_tag(
         None => Some(TagKind::Manual),
         Some(raw) => check.check("kind", TagKind::parse(&raw).ok_or("must be manual or dynamic")),
     };
+    let has_filter = input.filter.is_some() || input.filter_json.is_some();
+    if has_filter && kind == Some(TagKind::Manual) {
+        check.error("filter", "only a dynamic tag has a filter (\"kind\": \"dynamic\")");
+    }
     check.finish(())?;
     let (Some(path), Some(kind)) = (path, kind) else {
-        return Err(crate::error::ApiError::field("body", "is invalid"));
+        return Err(ApiError::field("body", "is invalid"));
     };
+    let filter = FilterForms { text: input.filter, json: input.filter_json }.parse()?;
+    if let Some(filter) = &filter {
+        check_filter(&state.audience, caller.workspace, filter, None).await?;
+    }
     let tag = state.store.create_tag(caller.workspace, NewTag { path, kind }).await?;
-    Ok((StatusCode::CREATED, Json(TagBody::from(tag))))
+    let mut definitions = Definitions::new();
+    if let Some(filter) = filter {
+        match define(&state, caller.workspace, &tag, filter).await {
+            Ok(segment) => {
+                definitions.insert(tag.id, segment);
+            }
+            Err(error) => {
+                // The tag and its rule are written by two store calls: take the tag back so that a failed request
+                // leaves nothing behind.
+                if let Err(undo) = state.store.delete_tag(caller.workspace, tag.id).await {
+                    tracing::error!(error = %undo, tag = %tag.id, "removing a dynamic tag whose rule was refused");
+                }
+                return Err(error.into());
+            }
+        }
+    }
+    Ok((StatusCode::CREATED, Json(TagBody::new(tag, &definitions))))
 }
+
+/// Stores a dynamic tag's rule as a segment named by the tag's path.
+async fn define(
+    state: &AppState,
+    workspace: WorkspaceId,
+    tag: &Tag,
+    filter: ParsedFilter,
+) -> Result<Segment, StoreError> {
+    let name = BoundedText::parse(&tag.path, DEFINITION_NAME_MAX)
+        .map_err(|error| StoreError::invalid("invalid_tag", "path", error.to_string()))?;
+    let new = NewSegment { name, description: String::new(), filter: filter.canonical, tag_id: Some(tag.id) };
+    state.store.create_segment(workspace, new).await
+}
+
+/// A tag path has at most four levels of 64 characters.
+const DEFINITION_NAME_MAX: usize = 4 * 64 + 3;
 
 #[utoipa::path(get, path = "/api/v1/tags/{id}", tag = "schema", params(("id" = String, Path)),
     responses((status = 200, body = TagBody), (status = 404)))]
 async fn get_tag(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<TagBody>> {
     caller.require(Permission::Read)?;
     let id: TagId = path_id(&id, "tag")?;
-    Ok(Json(state.store.get_tag(caller.workspace, id).await?.into()))
+    let tag = state.store.get_tag(caller.workspace, id).await?;
+    let definitions = definitions(&state, caller.workspace).await?;
+    Ok(Json(TagBody::new(tag, &definitions)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -140,11 +217,20 @@ pub struct TagPatchInput {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub parent_id: Nullable<WireId>,
+    /// A dynamic tag's new rule in the text form; its members are worked out again.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// The new rule in the JSON form (instead of `filter`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter_json: Option<Value>,
 }
 
-/// Renames a tag or moves it (with everything under it) to another group.
+/// Renames a tag or moves it (with everything under it) to another group; sets or changes a dynamic tag's rule.
 #[utoipa::path(patch, path = "/api/v1/tags/{id}", tag = "schema", params(("id" = String, Path)),
-    request_body = TagPatchInput, responses((status = 200, body = TagBody), (status = 409, description = "tag_exists")))]
+    request_body = TagPatchInput, responses((status = 200, body = TagBody),
+        (status = 400, description = "not_dynamic_tag, filter_parse_error, invalid_filter, tag_too_deep, tag_cycle"),
+        (status = 409, description = "tag_exists")))]
 async fn update_tag(
     State(state): State<AppState>,
     caller: Caller,
@@ -158,10 +244,64 @@ async fn update_tag(
     let parent_id: Patch<TagId> =
         check.check("parent_id", input.parent_id.parse(|raw| raw.parse::<TagId>())).unwrap_or_default();
     check.finish(())?;
-    Ok(Json(state.store.update_tag(caller.workspace, id, TagUpdate { name, parent_id }).await?.into()))
+    let filter = FilterForms { text: input.filter, json: input.filter_json }.parse()?;
+    let mut tag = state.store.get_tag(caller.workspace, id).await?;
+    let definitions = definitions(&state, caller.workspace).await?;
+    let existing = definitions.get(&id).map(|definition| definition.id);
+    if let Some(filter) = &filter {
+        if tag.kind != TagKind::Dynamic {
+            return Err(ApiError::bad_request("not_dynamic_tag", "filter: only a dynamic tag has a filter"));
+        }
+        check_tag_rule(&state.audience, caller.workspace, filter, id).await?;
+    }
+    // The move or rename goes first: it is the step the store may still refuse (tag_exists, tag_too_deep, …),
+    // and nothing else has been written then.
+    let moved = name.is_some() || !matches!(parent_id, Patch::Absent);
+    if moved {
+        tag = state.store.update_tag(caller.workspace, id, TagUpdate { name, parent_id }).await?;
+    }
+    if let Some(filter) = filter {
+        match existing {
+            Some(segment) => {
+                let update = SegmentUpdate { filter: Some(filter.canonical), ..SegmentUpdate::default() };
+                state.store.update_segment(caller.workspace, segment, update).await?;
+            }
+            None => {
+                define(&state, caller.workspace, &tag, filter).await?;
+            }
+        }
+    }
+    if moved {
+        rename_definitions(&state, caller.workspace).await;
+    }
+    let definitions = self::definitions(&state, caller.workspace).await?;
+    Ok(Json(TagBody::new(tag, &definitions)))
 }
 
-/// Deletes a tag that has no sub-tags and that no contact carries.
+/// Keeps each dynamic tag's definition named by its tag's path after tags were renamed or moved, so that timeline
+/// records of membership changes name the tag as it is called now. The tag change itself has been written; a
+/// failure here is logged, not answered.
+async fn rename_definitions(state: &AppState, workspace: WorkspaceId) {
+    let renamed = async {
+        let tags: HashMap<TagId, String> =
+            state.store.list_tags(workspace).await?.into_iter().map(|tag| (tag.id, tag.path)).collect();
+        for (tag, definition) in definitions(state, workspace).await? {
+            let Some(path) = tags.get(&tag) else { continue };
+            if *path == definition.name {
+                continue;
+            }
+            let Ok(name) = BoundedText::parse(path, DEFINITION_NAME_MAX) else { continue };
+            let update = SegmentUpdate { name: Some(name), ..SegmentUpdate::default() };
+            state.store.update_segment(workspace, definition.id, update).await?;
+        }
+        Ok::<(), ApiError>(())
+    };
+    if let Err(error) = renamed.await {
+        tracing::warn!(code = error.code, message = %error.message, "renaming dynamic tag definitions");
+    }
+}
+
+/// Deletes a tag that has no sub-tags and that no contact carries, with a dynamic tag's rule.
 #[utoipa::path(delete, path = "/api/v1/tags/{id}", tag = "schema", params(("id" = String, Path)),
     responses((status = 204), (status = 409, description = "tag_in_use or tag_has_children")))]
 async fn delete_tag(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {

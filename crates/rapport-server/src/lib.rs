@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bench_import;
+pub mod bench_segments;
 pub mod bench_tracking;
 pub mod bootstrap;
 pub mod config;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rapport_engine::audience::{Audience, AudienceConfig};
 use rapport_engine::{IngestConfig, Ingestor, JobFiles, Jobs};
 use rapport_http::AppState;
 use rapport_http::forms::FormsConfig;
@@ -32,6 +34,7 @@ pub struct Server {
     ingest: IngestConfig,
     jobs_dir: Option<PathBuf>,
     forms: FormsConfig,
+    audience: AudienceConfig,
 }
 
 impl Server {
@@ -42,7 +45,14 @@ impl Server {
 
     pub async fn bind_with(bind: SocketAddr, store: Arc<dyn Store>, ingest: IngestConfig) -> anyhow::Result<Server> {
         let listener = TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
-        Ok(Server { listener, store, ingest, jobs_dir: None, forms: FormsConfig::default() })
+        Ok(Server {
+            listener,
+            store,
+            ingest,
+            jobs_dir: None,
+            forms: FormsConfig::default(),
+            audience: AudienceConfig::default(),
+        })
     }
 
     /// Where background jobs keep their files (`<data dir>/jobs` for `rapport serve`). Without it, a temporary
@@ -58,14 +68,21 @@ impl Server {
         self
     }
 
+    /// How the audience engine counts days (the workspace time zone) and follows changes.
+    pub fn with_audience(mut self, audience: AudienceConfig) -> Server {
+        self.audience = audience;
+        self
+    }
+
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         self.listener.local_addr().context("reading the bound address")
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish. The ingestion committer runs beside
     /// the HTTP server and ends after it: once the router (holding the last `Ingestor`) is gone and everything
-    /// accepted has been committed. The job runner runs beside both and stops with the HTTP server; a job it was
-    /// running is failed as interrupted at the next start.
+    /// accepted has been committed. The job runner and the audience engine run beside both and stop with the HTTP
+    /// server; a job it was running is failed as interrupted at the next start, and the engine catches up with
+    /// what changed meanwhile when it loads again.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (_temporary, jobs_dir) = match self.jobs_dir {
             Some(dir) => (None, dir),
@@ -78,7 +95,8 @@ impl Server {
         let jobs = Jobs::new(self.store.clone(), JobFiles::create(jobs_dir)?);
         let runner = jobs.runner();
         let (ingestor, committer) = Ingestor::new(self.store.clone(), self.ingest);
-        let router = rapport_http::router(AppState::new(self.store, ingestor, jobs, self.forms));
+        let (audience, engine) = Audience::new(self.store.clone(), self.audience);
+        let router = rapport_http::router(AppState::new(self.store, ingestor, jobs, self.forms, audience));
         // `true` once the server is stopping, because of the signal or because the HTTP server ended.
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         let on_signal = {
@@ -107,8 +125,13 @@ impl Server {
                 served
             }
         };
-        let (served, (), (), ()) =
-            tokio::join!(http, committer.run(), runner.run(wait_stopped(stopped.clone())), on_signal);
+        let (served, (), (), (), ()) = tokio::join!(
+            http,
+            committer.run(),
+            runner.run(wait_stopped(stopped.clone())),
+            engine.run(wait_stopped(stopped.clone())),
+            on_signal
+        );
         served
     }
 }

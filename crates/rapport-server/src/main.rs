@@ -11,13 +11,15 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rapport_csv::export::{ExportControl, export_contacts};
 use rapport_domain::{BoundedText, Role};
+use rapport_engine::audience::AudienceConfig;
 use rapport_http::auth::mint_token;
 use rapport_http::forms::{FormsConfig, RateLimit};
 use rapport_server::bench::{self, BenchConfig};
 use rapport_server::bench_import::{self, ImportBenchConfig};
+use rapport_server::bench_segments::{self, SegmentsBenchConfig};
 use rapport_server::bench_tracking::{self, TrackingBenchConfig};
 use rapport_server::bootstrap::bootstrap;
-use rapport_server::config::{AdminConfig, Secret, ServeConfig, StoreConfig};
+use rapport_server::config::{AdminConfig, Secret, ServeConfig, StoreConfig, parse_utc_offset};
 use rapport_server::import::{ImportError, ImportOptions, import_contacts};
 use rapport_server::{Server, open_store, shutdown_signal};
 use rapport_store::NewApiKey;
@@ -88,6 +90,9 @@ struct ServeArgs {
     /// Take form visitors' addresses from the first X-Forwarded-For hop. Only behind a reverse proxy that sets it.
     #[arg(long, env = "RAPPORT_FORMS__TRUST_FORWARDED_FOR")]
     forms_trust_forwarded_for: bool,
+    /// The time zone segments count calendar days in ("today", "last 30 days"), as an offset from UTC.
+    #[arg(long, env = "RAPPORT_UTC_OFFSET", default_value = "+00:00", value_parser = parse_utc_offset)]
+    timezone_offset: i32,
 }
 
 #[derive(Subcommand)]
@@ -175,6 +180,26 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
     },
+    /// The audience engine: a five-condition segment built from scratch, event acknowledgement to
+    /// `segment_entered` while events flow, memory per contact, restart.
+    Segments {
+        /// A `postgres://` URL of an empty database to measure PostgreSQL; default: SQLite in a temporary directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: usize,
+        #[arg(long, default_value_t = 50_000_000)]
+        events: usize,
+        /// Active segments besides the measured ones.
+        #[arg(long, default_value_t = 200)]
+        segments: usize,
+        /// Background events per second while latency is measured.
+        #[arg(long, default_value_t = 10_000)]
+        rate: usize,
+        /// Latency samples.
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+    },
     /// The tracking API: `/v1/batch` events per second, single `/v1/track` requests per second and latency, bytes
     /// stored per event.
     Tracking {
@@ -239,7 +264,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 trust_forwarded_for: args.forms_trust_forwarded_for,
             };
-            serve(ServeConfig { store: args.store.config(), bind: args.bind, admin, forms }).await
+            let config = ServeConfig {
+                store: args.store.config(),
+                bind: args.bind,
+                admin,
+                forms,
+                utc_offset_seconds: args.timezone_offset,
+            };
+            serve(config).await
         }
         Command::Keys { command: KeysCommand::Create { store, workspace, name, role } } => {
             create_key(&store.config(), &workspace, &name, &role).await
@@ -252,6 +284,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { command: BenchCommand::Import { database_url, rows } } => {
             let config = ImportBenchConfig { database_url: database_url.map(Secret::new), rows };
             bench_import::import(config).await
+        }
+        Command::Bench {
+            command: BenchCommand::Segments { database_url, contacts, events, segments, rate, samples },
+        } => {
+            let database_url = database_url.map(Secret::new);
+            let config = SegmentsBenchConfig { database_url, contacts, events, segments, rate, samples };
+            bench_segments::segments(config).await
         }
         Command::Bench {
             command: BenchCommand::Tracking { database_url, events, batch, concurrency, requests, visitors },
@@ -305,7 +344,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let server = Server::bind(config.bind, store.clone())
         .await?
         .with_jobs_dir(config.store.data_dir.join("jobs"))
-        .with_forms(config.forms);
+        .with_forms(config.forms)
+        .with_audience(AudienceConfig { utc_offset: config.utc_offset_seconds, ..AudienceConfig::default() });
     // Installed before the address is announced, so whoever waits for that line may stop us right after it.
     let shutdown = shutdown_signal()?;
     let address = server.local_addr()?;

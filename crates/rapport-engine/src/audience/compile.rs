@@ -59,8 +59,6 @@ impl PredicateKeys {
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(crate) root: Node,
-    /// Indexes into the workspace's predicate list.
-    pub(crate) predicates: Vec<usize>,
     pub(crate) segments: Vec<SegmentId>,
     /// Whether the answer can change with the date alone (relative dates, windows of the last N days).
     pub(crate) uses_today: bool,
@@ -544,6 +542,8 @@ pub(crate) struct Compiler<'a> {
     pub(crate) segments: &'a HashMap<SegmentId, Vec<SegmentId>>,
     /// The segment being compiled, when it is one.
     pub(crate) this: Option<SegmentId>,
+    /// Dynamic tags' segments: a filter on such a tag depends on that segment.
+    pub(crate) tag_segments: &'a HashMap<TagId, SegmentId>,
 }
 
 impl Compiler<'_> {
@@ -553,16 +553,8 @@ impl Compiler<'_> {
         if let Some(this) = self.this {
             self.check_cycles(this, &state.segments)?;
         }
-        let mut predicates: Vec<usize> = state.matchers.iter().map(|(index, _)| *index).collect();
-        predicates.sort_unstable();
-        predicates.dedup();
-        let compiled = Compiled {
-            root,
-            predicates,
-            segments: state.segments,
-            uses_today: state.uses_today,
-            uses_company: state.uses_company,
-        };
+        let compiled =
+            Compiled { root, segments: state.segments, uses_today: state.uses_today, uses_company: state.uses_company };
         Ok((compiled, state.matchers.into_iter().map(|(index, matcher)| EventMatcherSpec { index, matcher }).collect()))
     }
 
@@ -573,7 +565,9 @@ impl Compiler<'_> {
             if segment == this {
                 return Err(FilterProblem {
                     code: "segment_cycle",
-                    message: format!("segment {this} would contain itself through in_segment conditions"),
+                    message: format!(
+                        "segment {this} would contain itself through in_segment or dynamic tag conditions"
+                    ),
                 });
             }
             if seen.insert(segment) {
@@ -612,6 +606,17 @@ impl Compiler<'_> {
                     let set = self.schema.tag_subtree(path);
                     if set.is_empty() {
                         return Err(FilterProblem::invalid(format!("there is no tag \"{path}\"")));
+                    }
+                    for tag in &set {
+                        if let Some(segment) = self.tag_segments.get(tag) {
+                            if Some(*segment) == self.this {
+                                return Err(FilterProblem {
+                                    code: "segment_cycle",
+                                    message: format!("the dynamic tag \"{path}\" cannot depend on itself"),
+                                });
+                            }
+                            state.segments.push(*segment);
+                        }
                     }
                     sets.push(set);
                 }

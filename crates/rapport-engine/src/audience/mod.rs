@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use rapport_domain::filter::Filter;
-use rapport_domain::{CompanyId, ContactId, SegmentId, WorkspaceId};
+use rapport_domain::filter::{Condition, Filter};
+use rapport_domain::{CompanyId, ContactId, SegmentId, TagId, WorkspaceId};
 use rapport_store::{
     ChangeCursor, ChangeSubject, EventFact, MembershipChanges, PageRequest, Segment, Store, StoreError, StoreResult,
 };
@@ -169,28 +169,53 @@ impl Audience {
         filter: &Filter,
         this: Option<SegmentId>,
     ) -> Result<(), AudienceError> {
+        self.check_for(workspace, filter, this, None).await
+    }
+
+    /// Checks the rule of the dynamic tag `tag` like [`Audience::check`], and that the rule does not depend on the
+    /// tag itself, directly or through other segments and dynamic tags.
+    pub async fn check_tag_rule(
+        &self,
+        workspace: WorkspaceId,
+        filter: &Filter,
+        tag: TagId,
+    ) -> Result<(), AudienceError> {
+        self.check_for(workspace, filter, None, Some(tag)).await
+    }
+
+    async fn check_for(
+        &self,
+        workspace: WorkspaceId,
+        filter: &Filter,
+        this: Option<SegmentId>,
+        tag: Option<TagId>,
+    ) -> Result<(), AudienceError> {
+        let store = self.inner.store.as_ref();
         let workspaces = self.inner.workspaces.read().await;
-        match workspaces.get(&workspace) {
-            Some(state) => {
-                let mut predicates = PredicateKeys { keys: state.predicates.keys.clone() };
-                let graph = segment_graph(state, this);
-                let mut compiler =
-                    Compiler { schema: &state.schema, predicates: &mut predicates, segments: &graph, this };
-                compiler.compile(filter).map(|_| ()).map_err(AudienceError::Problem)
-            }
+        let loaded = workspaces.get(&workspace);
+        let fresh_schema;
+        let (schema, records) = match loaded {
+            Some(state) => (&state.schema, state.segments.iter().map(|runtime| runtime.record.clone()).collect()),
             None => {
-                drop(workspaces);
-                let store = self.inner.store.as_ref();
-                let schema = Schema::load(store, workspace).await?;
-                let mut graph = HashMap::new();
-                for segment in store.list_segments(workspace).await? {
-                    graph.insert(segment.id, named_segments(&segment.filter));
-                }
-                let mut predicates = PredicateKeys::default();
-                let mut compiler = Compiler { schema: &schema, predicates: &mut predicates, segments: &graph, this };
-                compiler.compile(filter).map(|_| ()).map_err(AudienceError::Problem)
+                fresh_schema = Schema::load(store, workspace).await?;
+                (&fresh_schema, store.list_segments(workspace).await?)
             }
-        }
+        };
+        let mut tags = tag_segments(&records);
+        // A dynamic tag's rule is the segment it is, or will be.
+        let this = match tag {
+            Some(tag) => Some(*tags.entry(tag).or_insert(SegmentId::new(0))),
+            None => this,
+        };
+        let graph: HashMap<SegmentId, Vec<SegmentId>> = records
+            .iter()
+            .filter(|record| Some(record.id) != this)
+            .map(|record| (record.id, dependencies(&record.filter, schema, &tags)))
+            .collect();
+        let mut predicates = PredicateKeys::default();
+        let mut compiler =
+            Compiler { schema, predicates: &mut predicates, segments: &graph, this, tag_segments: &tags };
+        compiler.compile(filter).map(|_| ()).map_err(AudienceError::Problem)
     }
 
     /// Evaluates an unsaved filter over every contact of the workspace.
@@ -208,8 +233,14 @@ impl Audience {
         let Some(state) = workspaces.get(&workspace) else { return Err(AudienceError::Loading) };
         let mut predicates = PredicateKeys { keys: state.predicates.keys.clone() };
         let graph = segment_graph(state, None);
-        let mut compiler =
-            Compiler { schema: &state.schema, predicates: &mut predicates, segments: &graph, this: None };
+        let tags = state.tag_segments();
+        let mut compiler = Compiler {
+            schema: &state.schema,
+            predicates: &mut predicates,
+            segments: &graph,
+            this: None,
+            tag_segments: &tags,
+        };
         let (compiled, matchers) = compiler.compile(filter).map_err(AudienceError::Problem)?;
         // Predicates no segment uses yet are counted from stored history for this preview.
         let mut aggregates = state.aggregates.clone();
@@ -277,23 +308,33 @@ impl Audience {
     }
 }
 
-/// Segment ids a stored filter names with `in_segment`.
-fn named_segments(filter: &str) -> Vec<SegmentId> {
-    match rapport_domain::filter::parse(filter) {
-        Ok(filter) => filter
-            .conditions()
-            .into_iter()
-            .filter_map(|condition| match condition {
-                rapport_domain::filter::Condition::InSegment { segment } => segment.parse().ok().map(SegmentId::new),
-                _ => None,
-            })
-            .collect(),
-        Err(_) => Vec::new(),
+/// The segments a stored filter depends on: those it names with `in_segment`, and the definitions of dynamic tags
+/// it tests (a tag group counts with every tag under it).
+fn dependencies(filter: &str, schema: &Schema, tag_segments: &HashMap<TagId, SegmentId>) -> Vec<SegmentId> {
+    let Ok(filter) = rapport_domain::filter::parse(filter) else { return Vec::new() };
+    let mut found = Vec::new();
+    for condition in filter.conditions() {
+        match condition {
+            Condition::InSegment { segment } => found.extend(segment.parse().ok().map(SegmentId::new)),
+            Condition::Tag { paths, .. } => {
+                for path in paths {
+                    found.extend(schema.tag_subtree(path).iter().filter_map(|tag| tag_segments.get(tag).copied()));
+                }
+            }
+            _ => {}
+        }
     }
+    found
+}
+
+/// Dynamic tags' segments by tag.
+fn tag_segments(records: &[Segment]) -> HashMap<TagId, SegmentId> {
+    records.iter().filter_map(|record| record.tag_id.map(|tag| (tag, record.id))).collect()
 }
 
 /// Each segment with the segments its filter names, leaving out `except` (the one being redefined).
 fn segment_graph(state: &WorkspaceState, except: Option<SegmentId>) -> HashMap<SegmentId, Vec<SegmentId>> {
+    let tags = state.tag_segments();
     state
         .segments
         .iter()
@@ -301,11 +342,20 @@ fn segment_graph(state: &WorkspaceState, except: Option<SegmentId>) -> HashMap<S
             let names = if Some(runtime.record.id) == except {
                 Vec::new()
             } else {
-                runtime.compiled.as_ref().map_or_else(|| named_segments(&runtime.record.filter), |c| c.segments.clone())
+                runtime.compiled.as_ref().map_or_else(
+                    || dependencies(&runtime.record.filter, &state.schema, &tags),
+                    |compiled| compiled.segments.clone(),
+                )
             };
             (runtime.record.id, names)
         })
         .collect()
+}
+
+impl WorkspaceState {
+    fn tag_segments(&self) -> HashMap<TagId, SegmentId> {
+        self.segments.iter().filter_map(|runtime| runtime.record.tag_id.map(|tag| (tag, runtime.record.id))).collect()
+    }
 }
 
 /// Adds the stored events the feed delivered up to `delivered` that match to the aggregates.
@@ -457,8 +507,9 @@ impl AudienceEngine {
         let kept: HashSet<SegmentId> = records.iter().map(|record| record.id).collect();
         state.members.retain(|id, _| kept.contains(id));
         // Recompile everything against the current schema (cheap), in dependency order.
+        let tags = tag_segments(&records);
         let graph: HashMap<SegmentId, Vec<SegmentId>> =
-            records.iter().map(|record| (record.id, named_segments(&record.filter))).collect();
+            records.iter().map(|record| (record.id, dependencies(&record.filter, &state.schema, &tags))).collect();
         let ordered = dependency_order(records, &graph);
         let mut predicates = PredicateKeys::default();
         let mut matchers: Vec<Option<EventMatcher>> = Vec::new();
@@ -469,8 +520,13 @@ impl AudienceEngine {
                 rebuild || old.is_none_or(|old| old.record.version != record.version || old.compiled.is_none());
             let compiled = match rapport_domain::filter::parse(&record.filter) {
                 Ok(filter) => {
-                    let mut compiler =
-                        Compiler { schema: &state.schema, predicates: &mut predicates, segments: &graph, this: None };
+                    let mut compiler = Compiler {
+                        schema: &state.schema,
+                        predicates: &mut predicates,
+                        segments: &graph,
+                        this: Some(record.id),
+                        tag_segments: &tags,
+                    };
                     compiler.compile(&filter).map_err(|problem| problem.message)
                 }
                 Err(error) => Err(error.to_string()),
@@ -611,7 +667,7 @@ impl AudienceEngine {
                 continue;
             }
             let Some(state) = workspaces.get_mut(&workspace) else { continue };
-            if let Err(error) = self.apply(workspace, state, subjects, events, batch.next).await {
+            if let Err(error) = self.apply(workspace, state, subjects, events, cursor, batch.next).await {
                 // Memory may now differ from the store: read the workspace again.
                 tracing::warn!(error = %error, %workspace, "re-reading a workspace after a failed update");
                 let state = self.load_workspace(workspace, batch.next).await?;
@@ -627,7 +683,8 @@ impl AudienceEngine {
         state: &mut WorkspaceState,
         subjects: Vec<ChangeSubject>,
         events: Vec<EventFact>,
-        delivered: ChangeCursor,
+        before: ChangeCursor,
+        next: ChangeCursor,
     ) -> StoreResult<()> {
         let store = self.inner.store.as_ref();
         let today = self.today();
@@ -648,12 +705,14 @@ impl AudienceEngine {
                 || schema.statuses != state.schema.statuses;
             let tags_moved = state.schema.tags.iter().any(|(path, id)| schema.tags.get(path) != Some(id));
             if layout_changed {
-                *state = self.load_workspace(workspace, delivered).await?;
+                // Everything is read again, this batch's events included.
+                *state = self.load_workspace(workspace, next).await?;
                 return Ok(());
             }
             state.schema = schema;
             let records = store.list_segments(workspace).await?;
-            self.sync_segments(workspace, state, records, delivered, tags_moved).await?;
+            // New predicates count history up to where this batch starts; its own events follow below.
+            self.sync_segments(workspace, state, records, before, tags_moved).await?;
         }
         contacts.sort_unstable();
         contacts.dedup();
