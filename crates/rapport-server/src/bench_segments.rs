@@ -117,12 +117,17 @@ pub async fn segments(config: SegmentsBenchConfig) -> anyhow::Result<()> {
 
     latency(store.clone(), workspace, &audience, &ids, &config).await?;
 
-    let (contacts, bytes, aggregate_bytes) = audience.memory().await;
-    let per_contact = bytes as f64 / contacts.max(1) as f64;
+    let memory = audience.memory().await;
+    let contacts = memory.contacts.max(1) as f64;
+    let facts = memory.contact_bytes as f64 / contacts;
+    let members = memory.member_bytes as f64 / contacts;
     println!(
-        "engine memory       {per_contact:>10.0} B/contact  target ≤ 300   {}   (+ behaviour aggregates {:.1} MiB)",
-        verdict(per_contact <= 300.0),
-        aggregate_bytes as f64 / 1_048_576.0
+        "engine memory       {:>10.0} B/contact  target ≤ 300   {}   (facts {facts:.0} + members of {} segments {members:.0}; \
+         behaviour aggregates {:.1} MiB more)",
+        facts + members,
+        verdict(facts + members <= 300.0),
+        memory.segments,
+        memory.aggregate_bytes as f64 / 1_048_576.0
     );
 
     // Restart: the same store, a new engine.

@@ -19,6 +19,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::facts::{ContactFacts, FactValue, TextField, date_of_day, day_of_date, parse_day, parse_instant};
+use super::members::Members;
 use super::schema::{CompanyFacts, Schema};
 
 /// Why a filter cannot be used in a workspace, in words a person understands.
@@ -59,6 +60,8 @@ impl PredicateKeys {
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(crate) root: Node,
+    /// The workspace's event predicates the filter reads (indexes), for deciding what an event can change.
+    pub(crate) predicates: Vec<usize>,
     pub(crate) segments: Vec<SegmentId>,
     /// Whether the answer can change with the date alone (relative dates, windows of the last N days).
     pub(crate) uses_today: bool,
@@ -231,9 +234,29 @@ pub(crate) fn local_day(instant: i64, offset: i32) -> i32 {
 pub(crate) struct World<'a> {
     pub(crate) schema: &'a Schema,
     pub(crate) companies: &'a HashMap<CompanyId, CompanyFacts>,
-    pub(crate) members: &'a HashMap<SegmentId, HashSet<ContactId>>,
+    pub(crate) members: &'a HashMap<SegmentId, Members>,
+    /// Membership decided in the current pass but not yet written, which wins over `members`.
+    pub(crate) pending: Option<&'a HashMap<(SegmentId, ContactId), bool>>,
     pub(crate) aggregates: &'a [HashMap<ContactId, Aggregate>],
+    /// Aggregates of predicates past the end of `aggregates` (an unsaved filter's own, for previews).
+    pub(crate) extra: &'a [HashMap<ContactId, Aggregate>],
     pub(crate) today: Today,
+}
+
+impl World<'_> {
+    fn member(&self, segment: SegmentId, contact: ContactId) -> bool {
+        if let Some(decided) = self.pending.and_then(|pending| pending.get(&(segment, contact))) {
+            return *decided;
+        }
+        self.members.get(&segment).is_some_and(|members| members.contains(contact))
+    }
+
+    fn aggregate(&self, predicate: usize, contact: ContactId) -> Option<&Aggregate> {
+        match self.aggregates.get(predicate) {
+            Some(aggregates) => aggregates.get(&contact),
+            None => self.extra.get(predicate - self.aggregates.len())?.get(&contact),
+        }
+    }
 }
 
 /// A contact's occurrences of one event predicate: counts per local day, and the exact first and last time.
@@ -449,11 +472,11 @@ impl Node {
                         Bound::Instant(instant) => *at >= instant,
                     })
             }),
-            Node::Segment(segment) => world.members.get(segment).is_some_and(|members| members.contains(&facts.id)),
+            Node::Segment(segment) => world.member(*segment, facts.id),
             Node::Identity(bit) => facts.identities & (1 << bit) != 0,
             Node::Consent { channel, state } => facts.consent(*channel) == *state,
             Node::Behaviour { predicate, measure, window, test } => {
-                let aggregate = world.aggregates.get(*predicate).and_then(|aggregates| aggregates.get(&facts.id));
+                let aggregate = world.aggregate(*predicate, facts.id);
                 let (from, to) = match window {
                     CompiledWindow::Ever => (i32::MIN, i32::MAX),
                     CompiledWindow::LastDays(days) => {
@@ -499,12 +522,12 @@ impl Source {
                 .checked_sub(1)
                 .and_then(|index| world.schema.statuses.get(index))
                 .map_or(Val::Missing, |status| Val::Text(status)),
-            Source::Owner => facts.owner.map_or(Val::Missing, |owner| Val::Number(owner as f64)),
+            Source::Owner => facts.owner().map_or(Val::Missing, |owner| Val::Number(owner as f64)),
             Source::CreatedAt => Val::Instant(facts.created_at),
             Source::UpdatedAt => Val::Instant(facts.updated_at),
             Source::Custom(slot) => fact_val(facts.field(*slot)),
             Source::Company(key) => facts
-                .company
+                .company()
                 .and_then(|company| world.companies.get(&company))
                 .map_or(Val::Missing, |company| fact_val(company.values.get(key))),
         }
@@ -553,8 +576,16 @@ impl Compiler<'_> {
         if let Some(this) = self.this {
             self.check_cycles(this, &state.segments)?;
         }
-        let compiled =
-            Compiled { root, segments: state.segments, uses_today: state.uses_today, uses_company: state.uses_company };
+        let mut predicates: Vec<usize> = state.matchers.iter().map(|(index, _)| *index).collect();
+        predicates.sort_unstable();
+        predicates.dedup();
+        let compiled = Compiled {
+            root,
+            predicates,
+            segments: state.segments,
+            uses_today: state.uses_today,
+            uses_company: state.uses_company,
+        };
         Ok((compiled, state.matchers.into_iter().map(|(index, matcher)| EventMatcherSpec { index, matcher }).collect()))
     }
 

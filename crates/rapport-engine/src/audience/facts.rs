@@ -52,8 +52,10 @@ pub(crate) struct ContactFacts {
     pub(crate) identities: u8,
     /// Two bits per consent channel (`ConsentChannel::ALL` order): 0 unknown, 1 granted, 2 denied.
     pub(crate) consents: u8,
-    pub(crate) owner: Option<i64>,
-    pub(crate) company: Option<CompanyId>,
+    /// The owner's user id, 0 for none (ids start at 1): half the size of an `Option`.
+    owner: i64,
+    /// The company's id, 0 for none.
+    company: i64,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
     pub(crate) tags: Box<[TagId]>,
@@ -129,14 +131,22 @@ impl ContactFacts {
             status,
             identities,
             consents,
-            owner: contact.owner_id.map(|owner| owner.get()),
-            company: contact.company_id,
+            owner: contact.owner_id.map_or(0, |owner| owner.get()),
+            company: contact.company_id.map_or(0, |company| company.get()),
             created_at: contact.created_at.timestamp(),
             updated_at: contact.updated_at.timestamp(),
             tags: tags.into_boxed_slice(),
             fields: fields.into_boxed_slice(),
             stages: source.stages.iter().map(|(stage, at)| (position(stage), at.timestamp())).collect(),
         }
+    }
+
+    pub(crate) fn owner(&self) -> Option<i64> {
+        (self.owner != 0).then_some(self.owner)
+    }
+
+    pub(crate) fn company(&self) -> Option<CompanyId> {
+        (self.company != 0).then(|| CompanyId::new(self.company))
     }
 
     pub(crate) fn text(&self, field: TextField) -> Option<&str> {

@@ -14,6 +14,7 @@
 
 mod compile;
 mod facts;
+mod members;
 mod schema;
 
 use std::collections::{HashMap, HashSet};
@@ -32,6 +33,7 @@ use tokio::sync::{RwLock, watch};
 use compile::{Aggregate, Compiled, Compiler, EventMatcher, PredicateKeys, World};
 pub use compile::{FilterProblem, Today};
 use facts::ContactFacts;
+use members::Members;
 use schema::{CompanyFacts, Schema, load_companies};
 
 /// How the engine runs.
@@ -49,7 +51,7 @@ impl Default for AudienceConfig {
     fn default() -> AudienceConfig {
         AudienceConfig {
             utc_offset: 0,
-            poll_interval: Duration::from_millis(20),
+            poll_interval: Duration::from_millis(10),
             clock: Arc::new(|| Utc::now().timestamp()),
         }
     }
@@ -102,6 +104,19 @@ pub enum AudienceError {
     Store(#[from] StoreError),
 }
 
+/// The engine's memory, as [`Audience::memory`] reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    pub contacts: usize,
+    /// Contacts' facts and the map holding them.
+    pub contact_bytes: usize,
+    pub segments: usize,
+    /// Every segment's member bitset.
+    pub member_bytes: usize,
+    /// Behaviour aggregates.
+    pub aggregate_bytes: usize,
+}
+
 /// The handle the API uses: checks and previews filters, and reports segments' state.
 #[derive(Clone)]
 pub struct Audience {
@@ -137,7 +152,7 @@ struct WorkspaceState {
     aggregates: Vec<HashMap<ContactId, Aggregate>>,
     /// Segments in dependency order: a segment comes after those its filter names.
     segments: Vec<SegmentRuntime>,
-    members: HashMap<SegmentId, HashSet<ContactId>>,
+    members: HashMap<SegmentId, Members>,
 }
 
 impl Audience {
@@ -243,21 +258,23 @@ impl Audience {
         };
         let (compiled, matchers) = compiler.compile(filter).map_err(AudienceError::Problem)?;
         // Predicates no segment uses yet are counted from stored history for this preview.
-        let mut aggregates = state.aggregates.clone();
-        aggregates.resize_with(predicates.keys.len(), HashMap::new);
+        let mut extra: Vec<HashMap<ContactId, Aggregate>> = Vec::new();
+        extra.resize_with(predicates.keys.len().saturating_sub(state.aggregates.len()), HashMap::new);
         let delivered = *self.inner.applied.borrow();
         for spec in matchers {
-            if spec.index < state.aggregates.len() {
+            let Some(target) = spec.index.checked_sub(state.aggregates.len()).and_then(|index| extra.get_mut(index))
+            else {
                 continue;
-            }
-            let target = &mut aggregates[spec.index];
+            };
             scan_history(self.inner.store.as_ref(), workspace, &spec.matcher, delivered, today, target).await?;
         }
         let world = World {
             schema: &state.schema,
             companies: &state.companies,
             members: &state.members,
-            aggregates: &aggregates,
+            pending: None,
+            aggregates: &state.aggregates,
+            extra: &extra,
             today,
         };
         let mut matching: Vec<ContactId> =
@@ -285,26 +302,25 @@ impl Audience {
         Ok(())
     }
 
-    /// Bytes the engine holds per contact, on average, excluding behaviour aggregates; and the aggregates' bytes.
-    pub async fn memory(&self) -> (usize, usize, usize) {
+    /// What the engine holds in memory, in bytes.
+    pub async fn memory(&self) -> MemoryUse {
         let workspaces = self.inner.workspaces.read().await;
-        let mut contacts = 0;
-        let mut bytes = 0;
-        let mut aggregate_bytes = 0;
+        let mut memory = MemoryUse::default();
         for state in workspaces.values() {
-            contacts += state.contacts.len();
+            memory.contacts += state.contacts.len();
             // A map entry: key, value and one control byte, at the map's capacity.
-            bytes += state.contacts.capacity() * (size_of::<ContactId>() + size_of::<ContactFacts>() + 1);
-            bytes += state.contacts.values().map(ContactFacts::heap_bytes).sum::<usize>();
+            memory.contact_bytes +=
+                state.contacts.capacity() * (size_of::<ContactId>() + size_of::<ContactFacts>() + 1);
+            memory.contact_bytes += state.contacts.values().map(ContactFacts::heap_bytes).sum::<usize>();
             for aggregates in &state.aggregates {
-                aggregate_bytes += aggregates.capacity() * (size_of::<ContactId>() + size_of::<Aggregate>() + 1);
-                aggregate_bytes += aggregates.values().map(|aggregate| aggregate.days.capacity() * 8).sum::<usize>();
+                memory.aggregate_bytes += aggregates.capacity() * (size_of::<ContactId>() + size_of::<Aggregate>() + 1);
+                memory.aggregate_bytes +=
+                    aggregates.values().map(|aggregate| aggregate.days.capacity() * 8).sum::<usize>();
             }
-            for members in state.members.values() {
-                bytes += members.capacity() * (size_of::<ContactId>() + 1);
-            }
+            memory.segments += state.members.len();
+            memory.member_bytes += state.members.values().map(Members::bytes).sum::<usize>();
         }
-        (contacts, bytes, aggregate_bytes)
+        memory
     }
 }
 
@@ -475,11 +491,13 @@ impl AudienceEngine {
         };
         let segments = store.list_segments(workspace).await?;
         for segment in &segments {
-            let mut members = HashSet::new();
+            let mut members = Members::default();
             let mut after = None;
             loop {
                 let page = store.segment_members(workspace, segment.id, PageRequest { after, limit: 10_000 }).await?;
-                members.extend(page.items);
+                for id in page.items {
+                    members.insert(id);
+                }
                 match page.next {
                     Some(next) => after = Some(next),
                     None => break,
@@ -594,22 +612,28 @@ impl AudienceEngine {
         today: Today,
     ) -> StoreResult<()> {
         let Some(position) = state.segments.iter().position(|runtime| runtime.record.id == id) else { return Ok(()) };
-        let matching: HashSet<ContactId> = {
+        let matching: Members = {
             let Some(compiled) = state.segments[position].compiled.as_ref() else { return Ok(()) };
             let world = World {
                 schema: &state.schema,
                 companies: &state.companies,
                 members: &state.members,
+                pending: None,
                 aggregates: &state.aggregates,
+                extra: &[],
                 today,
             };
-            state.contacts.values().filter(|facts| compiled.root.eval(facts, &world)).map(|facts| facts.id).collect()
+            let mut matching = Members::default();
+            for facts in state.contacts.values() {
+                if compiled.root.eval(facts, &world) {
+                    matching.insert(facts.id);
+                }
+            }
+            matching
         };
         let current = state.members.get(&id).cloned().unwrap_or_default();
-        let mut entered: Vec<ContactId> = matching.difference(&current).copied().collect();
-        let mut exited: Vec<ContactId> = current.difference(&matching).copied().collect();
-        entered.sort_unstable();
-        exited.sort_unstable();
+        let entered = matching.difference(&current);
+        let exited = current.difference(&matching);
         let total = u64::try_from(entered.len() + exited.len()).unwrap_or(u64::MAX);
         let mut done = 0u64;
         state.segments[position].status = SegmentStatus::Building { done, total };
@@ -631,7 +655,7 @@ impl AudienceEngine {
                 if *entering {
                     members.insert(*contact);
                 } else {
-                    members.remove(contact);
+                    members.remove(*contact);
                 }
             }
             done += u64::try_from(chunk.len()).unwrap_or(u64::MAX);
@@ -735,7 +759,7 @@ impl AudienceEngine {
                     dirty.insert(survivor);
                 }
                 for members in state.members.values_mut() {
-                    members.remove(id);
+                    members.remove(*id);
                 }
                 dirty.remove(id);
             }
@@ -765,13 +789,14 @@ impl AudienceEngine {
                     state
                         .contacts
                         .values()
-                        .filter(|facts| facts.company.is_some_and(|company| changed.contains(&company)))
+                        .filter(|facts| facts.company().is_some_and(|company| changed.contains(&company)))
                         .map(|facts| facts.id),
                 );
             }
         }
+        // Contacts whose only change is new events need only the segments that read those events.
+        let mut by_events: HashMap<ContactId, Vec<usize>> = HashMap::new();
         for event in &events {
-            let mut matched = false;
             for (index, matcher) in state.matchers.iter().enumerate() {
                 let Some(matcher) = matcher else { continue };
                 if matcher.matches(&event.event_type, &event.properties, &today) {
@@ -779,14 +804,13 @@ impl AudienceEngine {
                         .entry(event.contact_id)
                         .or_default()
                         .add(event.occurred_at.timestamp(), today.offset);
-                    matched = true;
+                    if !dirty.contains(&event.contact_id) {
+                        by_events.entry(event.contact_id).or_default().push(index);
+                    }
                 }
             }
-            if matched {
-                dirty.insert(event.contact_id);
-            }
         }
-        self.reevaluate(workspace, state, &dirty, today).await
+        self.reevaluate(workspace, state, &dirty, &by_events, today).await
     }
 
     /// Re-evaluates contacts against every ready segment, in dependency order, and writes what changed.
@@ -795,38 +819,47 @@ impl AudienceEngine {
         workspace: WorkspaceId,
         state: &mut WorkspaceState,
         dirty: &HashSet<ContactId>,
+        by_events: &HashMap<ContactId, Vec<usize>>,
         today: Today,
     ) -> StoreResult<()> {
-        if dirty.is_empty() {
+        if dirty.is_empty() && by_events.is_empty() {
             return Ok(());
         }
         let mut changes = MembershipChanges::default();
-        // Membership as it will be, segment by segment, so that in_segment sees the segments before it.
-        let mut members = state.members.clone();
+        // Membership as it will be, decided segment by segment, so that in_segment sees the segments before it.
+        let mut pending: HashMap<(SegmentId, ContactId), bool> = HashMap::new();
         for runtime in &state.segments {
             let Some(compiled) = &runtime.compiled else { continue };
             if runtime.status != SegmentStatus::Ready {
                 continue;
             }
             let id = runtime.record.id;
-            for contact in dirty {
+            let current = state.members.get(&id);
+            // A segment that reads other segments may change with them, whatever changed the contact.
+            let reads_events = |predicates: &Vec<usize>| {
+                !compiled.segments.is_empty() || predicates.iter().any(|index| compiled.predicates.contains(index))
+            };
+            let touched = by_events.iter().filter(|(_, predicates)| reads_events(predicates)).map(|(id, _)| id);
+            for contact in dirty.iter().chain(touched) {
                 let Some(facts) = state.contacts.get(contact) else { continue };
                 let world = World {
                     schema: &state.schema,
                     companies: &state.companies,
-                    members: &members,
+                    members: &state.members,
+                    pending: Some(&pending),
                     aggregates: &state.aggregates,
+                    extra: &[],
                     today,
                 };
                 let matches = compiled.root.eval(facts, &world);
-                let set = members.entry(id).or_default();
-                let was = set.contains(contact);
-                if matches && !was {
-                    set.insert(*contact);
-                    changes.entered.push((id, *contact));
-                } else if !matches && was {
-                    set.remove(contact);
-                    changes.exited.push((id, *contact));
+                let was = current.is_some_and(|members| members.contains(*contact));
+                if matches != was {
+                    pending.insert((id, *contact), matches);
+                    if matches {
+                        changes.entered.push((id, *contact));
+                    } else {
+                        changes.exited.push((id, *contact));
+                    }
                 }
             }
         }
@@ -834,7 +867,14 @@ impl AudienceEngine {
             return Ok(());
         }
         self.inner.store.apply_memberships(workspace, changes, Utc::now()).await?;
-        state.members = members;
+        for ((segment, contact), member) in pending {
+            let members = state.members.entry(segment).or_default();
+            if member {
+                members.insert(contact);
+            } else {
+                members.remove(contact);
+            }
+        }
         Ok(())
     }
 
