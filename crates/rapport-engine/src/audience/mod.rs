@@ -268,15 +268,7 @@ impl Audience {
             };
             scan_history(self.inner.store.as_ref(), workspace, &spec.matcher, delivered, today, target).await?;
         }
-        let world = World {
-            schema: &state.schema,
-            companies: &state.companies,
-            members: &state.members,
-            pending: None,
-            aggregates: &state.aggregates,
-            extra: &extra,
-            today,
-        };
+        let world = state.world(today, None, &extra);
         let mut matching: Vec<ContactId> =
             state.contacts.values().filter(|facts| compiled.root.eval(facts, &world)).map(|facts| facts.id).collect();
         let count = u64::try_from(matching.len()).unwrap_or(u64::MAX);
@@ -369,6 +361,23 @@ fn segment_graph(state: &WorkspaceState, except: Option<SegmentId>) -> HashMap<S
 }
 
 impl WorkspaceState {
+    fn world<'a>(
+        &'a self,
+        today: Today,
+        pending: Option<&'a HashMap<(SegmentId, ContactId), bool>>,
+        extra: &'a [HashMap<ContactId, Aggregate>],
+    ) -> World<'a> {
+        World {
+            schema: &self.schema,
+            companies: &self.companies,
+            members: &self.members,
+            pending,
+            aggregates: &self.aggregates,
+            extra,
+            today,
+        }
+    }
+
     fn tag_segments(&self) -> HashMap<TagId, SegmentId> {
         self.segments.iter().filter_map(|runtime| runtime.record.tag_id.map(|tag| (tag, runtime.record.id))).collect()
     }
@@ -614,15 +623,7 @@ impl AudienceEngine {
         let Some(position) = state.segments.iter().position(|runtime| runtime.record.id == id) else { return Ok(()) };
         let matching: Members = {
             let Some(compiled) = state.segments[position].compiled.as_ref() else { return Ok(()) };
-            let world = World {
-                schema: &state.schema,
-                companies: &state.companies,
-                members: &state.members,
-                pending: None,
-                aggregates: &state.aggregates,
-                extra: &[],
-                today,
-            };
+            let world = state.world(today, None, &[]);
             let mut matching = Members::default();
             for facts in state.contacts.values() {
                 if compiled.root.eval(facts, &world) {
@@ -842,15 +843,7 @@ impl AudienceEngine {
             let touched = by_events.iter().filter(|(_, predicates)| reads_events(predicates)).map(|(id, _)| id);
             for contact in dirty.iter().chain(touched) {
                 let Some(facts) = state.contacts.get(contact) else { continue };
-                let world = World {
-                    schema: &state.schema,
-                    companies: &state.companies,
-                    members: &state.members,
-                    pending: Some(&pending),
-                    aggregates: &state.aggregates,
-                    extra: &[],
-                    today,
-                };
+                let world = state.world(today, Some(&pending), &[]);
                 let matches = compiled.root.eval(facts, &world);
                 let was = current.is_some_and(|members| members.contains(*contact));
                 if matches != was {
