@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use rapport_csv::export::{ExportControl, export_contacts};
+use rapport_csv::export::{ExportControl, ExportScope, export_contacts};
 use rapport_csv::import::{
     self, Flow, ImportObserver, ImportProgress, ImportRequest, ImportSummary, PreviewOutcome, RowError, RowPreview,
     SetupError,
 };
-use rapport_domain::JobId;
+use rapport_domain::{JobId, SegmentId};
 use rapport_store::{Job, JobEnd, JobError, JobKind, JobStatus, NewJob, Store, StoreResult};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
@@ -241,9 +241,18 @@ impl JobRunner {
         let path = self.jobs.files.export(job.id);
         self.jobs.files.job_folder(job.id)?;
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let total = self.jobs.store.count_contacts(job.workspace).await.context("counting contacts")?;
+        let scope = match job.params.get("segment_id").and_then(Value::as_i64) {
+            Some(segment) => ExportScope::Segment(SegmentId::new(segment)),
+            None => ExportScope::All,
+        };
+        let total = match scope {
+            ExportScope::All => self.jobs.store.count_contacts(job.workspace).await.context("counting contacts")?,
+            ExportScope::Segment(segment) => {
+                self.jobs.store.get_segment(job.workspace, segment).await.context("reading the segment")?.member_count
+            }
+        };
         let control = Arc::new(ExportControl::default());
-        let exporting = export_contacts(self.jobs.store.clone(), job.workspace, file, control.clone());
+        let exporting = export_contacts(self.jobs.store.clone(), job.workspace, scope, file, control.clone());
         tokio::pin!(exporting);
         let mut ticks = tokio::time::interval(PROGRESS_EVERY);
         let written = loop {

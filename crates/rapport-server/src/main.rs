@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use rapport_csv::export::{ExportControl, export_contacts};
-use rapport_domain::{BoundedText, Role};
+use rapport_csv::export::{ExportControl, ExportScope, export_contacts};
+use rapport_domain::{BoundedText, Role, SegmentId};
 use rapport_engine::audience::AudienceConfig;
 use rapport_http::auth::mint_token;
 use rapport_http::forms::{FormsConfig, RateLimit};
@@ -142,12 +142,16 @@ struct ImportContactsArgs {
 
 #[derive(Subcommand)]
 enum ExportCommand {
-    /// All contacts as CSV (UTF-8 with a byte order mark, so Excel shows Chinese correctly).
+    /// All contacts, or one segment's members, as CSV (UTF-8 with a byte order mark, so Excel shows Chinese
+    /// correctly).
     Contacts {
         #[command(flatten)]
         store: StoreArgs,
         #[arg(long, default_value = "default")]
         workspace: String,
+        /// Only the members of this segment (its id), in id order.
+        #[arg(long)]
+        segment: Option<i64>,
     },
 }
 
@@ -319,7 +323,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             import_contacts(store, &options).await?;
             Ok(())
         }
-        Command::Export { command: ExportCommand::Contacts { store, workspace } } => {
+        Command::Export { command: ExportCommand::Contacts { store, workspace, segment } } => {
             let store = open_store(&store.config()).await?;
             let workspace = store
                 .workspace_by_slug(&workspace)
@@ -328,7 +332,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("no workspace {workspace:?} (run `rapport serve` once to create `default`)"))?
                 .id;
             let control = Arc::new(ExportControl::default());
-            let written = export_contacts(store, workspace, std::io::stdout(), control).await?;
+            let scope = segment.map_or(ExportScope::All, |segment| ExportScope::Segment(SegmentId::new(segment)));
+            let written = export_contacts(store, workspace, scope, std::io::stdout(), control).await?;
             eprintln!("Exported {written} contacts");
             Ok(())
         }

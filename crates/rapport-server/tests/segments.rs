@@ -27,6 +27,7 @@ api_tests!(
     dynamic_tags_follow_their_rule,
     a_dynamic_tag_cannot_depend_on_itself,
     a_deleted_field_makes_its_segments_invalid,
+    a_segment_exports_as_csv,
 );
 
 const INDUSTRY_FILTER: &str = r#"stage >= mql and tag("行业/制造业")"#;
@@ -584,4 +585,42 @@ async fn a_deleted_field_makes_its_segments_invalid(app: &TestApp) {
         app.patch(&format!("/api/v1/segments/{segment}"), json!({"filter": "email_domain = \"example.cn\""})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     wait_count(app, &segment, 2).await;
+}
+
+/// An export job limited to a segment writes exactly its members; an unknown segment is refused before a job is
+/// queued.
+async fn a_segment_exports_as_csv(app: &TestApp) {
+    create_tag(app, "行业/制造业").await;
+    let segment = create_segment(app, "制造业线索", INDUSTRY_FILTER).await;
+    let id = id_of(&segment);
+    upsert(app, json!({"email": "wang@example.cn", "stage": "mql", "tags": ["行业/制造业"], "first_name": "王"})).await;
+    upsert(app, json!({"email": "li@example.cn", "stage": "raw", "tags": ["行业/制造业"]})).await;
+    upsert(app, json!({"email": "zhao@example.cn", "stage": "sql", "tags": ["行业/制造业"], "first_name": "赵"})).await;
+    wait_count(app, &id, 2).await;
+
+    let (status, job) = app.post("/api/v1/exports", json!({"segment_id": id})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let path = format!("/api/v1/exports/{}", job["id"].as_str().unwrap());
+    let job = eventually("the export finishes", || async {
+        let (_, job) = app.get(&path).await;
+        if job["status"] == "succeeded" { Ok(job) } else { Err(job.to_string()) }
+    })
+    .await;
+    assert_eq!(job["progress"], json!({"written": 2, "total": 2}));
+    let file = app
+        .client
+        .get(format!("{}{}", app.base, job["links"]["file"].as_str().unwrap()))
+        .bearer_auth(common::OWNER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(&file[3..]);
+    let emails: Vec<String> = reader.records().map(|row| row.unwrap()[1].to_owned()).collect();
+    assert_eq!(emails, ["wang@example.cn", "zhao@example.cn"]);
+
+    let (status, body) = app.post("/api/v1/exports", json!({"segment_id": "999999"})).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"), "{body}");
 }
