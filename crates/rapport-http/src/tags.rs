@@ -12,19 +12,22 @@ use rapport_domain::{BoundedText, Patch, Permission, TagId, TagKind, TagPath, Wo
 use rapport_store::{NewSegment, NewTag, Segment, SegmentUpdate, StoreError, Tag, TagUpdate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Validator};
-use crate::extract::{ApiJson, Nullable, path_id};
+use crate::extract::{ApiJson, ApiQuery, Nullable, path_id};
 use crate::filters::{FilterForms, ParsedFilter, check_filter, check_tag_rule, stored_filter_json};
 use crate::state::AppState;
 use crate::wire::{WireId, time};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_tags, create_tag)).routes(routes!(get_tag, update_tag, delete_tag))
+    OpenApiRouter::new()
+        .routes(routes!(list_tags, create_tag))
+        .routes(routes!(get_tag, update_tag, delete_tag))
+        .routes(routes!(tag_stats))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -309,4 +312,106 @@ async fn delete_tag(State(state): State<AppState>, caller: Caller, Path(id): Pat
     let id: TagId = path_id(&id, "tag")?;
     state.store.delete_tag(caller.workspace, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TagStatsParams {
+    /// The period's length in days, ending today (UTC): 1 to 366, default 30.
+    pub days: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagStatsBody {
+    pub tag_id: String,
+    pub path: String,
+    /// Contacts carrying the tag now.
+    pub contact_count: u64,
+    /// Contacts in the workspace now.
+    pub workspace_contacts: u64,
+    pub period: TagPeriodBody,
+    /// The period of the same length just before.
+    pub previous: TagPeriodBody,
+    /// `period.tagging_rate − previous.tagging_rate`, in percentage points.
+    pub tagging_rate_change: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagPeriodBody {
+    /// First and last day, `YYYY-MM-DD` (UTC).
+    pub from: String,
+    pub to: String,
+    pub added: u64,
+    pub removed: u64,
+    /// Additions as a percentage of the workspace's contacts.
+    pub tagging_rate: f64,
+    /// Every day of the period, with zeros.
+    pub days: Vec<TagDayBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagDayBody {
+    pub date: String,
+    pub added: u64,
+    pub removed: u64,
+}
+
+/// How a tag is used over time: additions and removals per day, the tagging rate, and its change against the
+/// previous period of the same length.
+#[utoipa::path(get, path = "/api/v1/tags/{id}/stats", tag = "tags", params(("id" = String, Path), TagStatsParams),
+    responses((status = 200, body = TagStatsBody), (status = 404, description = "not_found")))]
+async fn tag_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<TagStatsParams>,
+) -> ApiResult<Json<TagStatsBody>> {
+    caller.require(Permission::Read)?;
+    let id: TagId = path_id(&id, "tag")?;
+    let days = params.days.unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(ApiError::field("days", "must be between 1 and 366"));
+    }
+    let tag = state.store.get_tag(caller.workspace, id).await?;
+    let contacts = state.store.count_contacts(caller.workspace).await?;
+    let today = chrono::Utc::now().date_naive();
+    let length = chrono::Days::new(u64::from(days));
+    let from = today.checked_sub_days(length).and_then(|day| day.succ_opt()).unwrap_or(today);
+    let previous_to = from.pred_opt().unwrap_or(from);
+    let previous_from = from.checked_sub_days(length).unwrap_or(from);
+    let activity = state.store.tag_activity(caller.workspace, id, previous_from, today).await?;
+    let period = |start: chrono::NaiveDate, end: chrono::NaiveDate| {
+        let mut body = TagPeriodBody {
+            from: start.to_string(),
+            to: end.to_string(),
+            added: 0,
+            removed: 0,
+            tagging_rate: 0.0,
+            days: Vec::new(),
+        };
+        let mut day = start;
+        while day <= end {
+            let found = activity.iter().find(|entry| entry.day == day);
+            let (added, removed) = found.map_or((0, 0), |entry| (entry.added, entry.removed));
+            body.added += added;
+            body.removed += removed;
+            body.days.push(TagDayBody { date: day.to_string(), added, removed });
+            let Some(next) = day.succ_opt() else { break };
+            day = next;
+        }
+        body.tagging_rate = if contacts == 0 { 0.0 } else { body.added as f64 * 100.0 / contacts as f64 };
+        body
+    };
+    let current = period(from, today);
+    let previous = period(previous_from, previous_to);
+    Ok(Json(TagStatsBody {
+        tag_id: tag.id.to_string(),
+        path: tag.path,
+        contact_count: tag.contact_count,
+        workspace_contacts: contacts,
+        tagging_rate_change: current.tagging_rate - previous.tagging_rate,
+        period: current,
+        previous,
+    }))
 }

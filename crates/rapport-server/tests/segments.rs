@@ -28,6 +28,7 @@ api_tests!(
     a_dynamic_tag_cannot_depend_on_itself,
     a_deleted_field_makes_its_segments_invalid,
     a_segment_exports_as_csv,
+    tag_statistics_count_changes_per_day,
 );
 
 const INDUSTRY_FILTER: &str = r#"stage >= mql and tag("行业/制造业")"#;
@@ -623,4 +624,40 @@ async fn a_segment_exports_as_csv(app: &TestApp) {
 
     let (status, body) = app.post("/api/v1/exports", json!({"segment_id": "999999"})).await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"), "{body}");
+}
+
+/// Additions and removals per day, the tagging rate and its change against the previous period.
+async fn tag_statistics_count_changes_per_day(app: &TestApp) {
+    let mut ids = Vec::new();
+    for email in ["a@example.cn", "b@example.cn", "c@example.cn", "d@example.cn"] {
+        ids.push(upsert(app, json!({"email": email, "tags": ["客户/重点"]})).await);
+    }
+    let (status, body) =
+        app.delete(&format!("/api/v1/contacts/{}/tags", ids[0]), Some(json!({"tags": ["客户/重点"]}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, tags) = app.get("/api/v1/tags").await;
+    let tag = tags["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|tag| tag["children"].as_array().unwrap())
+        .find(|tag| tag["path"] == "客户/重点")
+        .unwrap()
+        .clone();
+    let (status, stats) = app.get(&format!("/api/v1/tags/{}/stats?days=7", id_of(&tag))).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!((stats["contact_count"].as_u64(), stats["workspace_contacts"].as_u64()), (Some(3), Some(4)));
+    let period = &stats["period"];
+    assert_eq!((period["added"].as_u64(), period["removed"].as_u64()), (Some(4), Some(1)));
+    assert_eq!(period["days"].as_array().unwrap().len(), 7);
+    let today = chrono::Utc::now().date_naive().to_string();
+    assert_eq!(period["to"], today.as_str());
+    assert_eq!(period["days"][6], json!({"date": today, "added": 4, "removed": 1}));
+    assert_eq!(period["tagging_rate"].as_f64(), Some(100.0));
+    assert_eq!(stats["previous"]["added"].as_u64(), Some(0));
+    assert_eq!(stats["tagging_rate_change"].as_f64(), Some(100.0));
+    let (status, body) = app.get(&format!("/api/v1/tags/{}/stats?days=0", id_of(&tag))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = app.get("/api/v1/tags/999999/stats").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -201,3 +201,6 @@ CREATE TRIGGER feed_segments_deleted AFTER DELETE ON segments
 
 CREATE TRIGGER feed_events_inserted AFTER INSERT ON events
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION feed_events_stored();
+
+-- Tag statistics count tag_added / tag_removed records by day.
+CREATE INDEX activities_by_kind ON activities (workspace_id, kind, at) WHERE kind IN ('tag_added', 'tag_removed');

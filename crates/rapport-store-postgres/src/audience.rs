@@ -13,10 +13,10 @@ mod feed;
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
-use rapport_domain::{ContactId, SegmentId, TagKind, WorkspaceId};
+use chrono::{DateTime, NaiveDate, Utc};
+use rapport_domain::{ContactId, SegmentId, TagId, TagKind, WorkspaceId};
 use rapport_store::{
-    MembershipChanges, NewSegment, Page, PageRequest, Segment, SegmentUpdate, StoreError, StoreResult,
+    MembershipChanges, NewSegment, Page, PageRequest, Segment, SegmentUpdate, StoreError, StoreResult, TagDay,
 };
 use serde_json::json;
 use sqlx::PgConnection;
@@ -438,5 +438,47 @@ fn record(
             let data = json!({ "tag": path, "actor": ENGINE_ACTOR });
             activities.push(Activity { contact_id: *contact, kind: tag_kind, actor: ENGINE_ACTOR.to_owned(), data });
         }
+    }
+}
+
+impl PostgresStore {
+    pub(crate) async fn tag_activity(
+        &self,
+        workspace: WorkspaceId,
+        tag: TagId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<TagDay>> {
+        let path: Option<String> = sqlx::query_scalar("SELECT path FROM tags WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace.get())
+            .bind(tag.get())
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a tag")?;
+        let path = path.ok_or(StoreError::not_found("tag"))?;
+        let rows: Vec<(NaiveDate, i64, i64)> = sqlx::query_as(
+            "SELECT (at AT TIME ZONE 'UTC')::date AS day,
+                    count(*) FILTER (WHERE kind = 'tag_added'), count(*) FILTER (WHERE kind = 'tag_removed')
+             FROM activities
+             WHERE workspace_id = $1 AND kind IN ('tag_added', 'tag_removed')
+               AND at >= $2::date::timestamp AT TIME ZONE 'UTC' AND at < ($3::date + 1)::timestamp AT TIME ZONE 'UTC'
+               AND data->>'tag' = $4
+             GROUP BY day ORDER BY day",
+        )
+        .bind(workspace.get())
+        .bind(from)
+        .bind(to)
+        .bind(&path)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading tag activity")?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, added, removed)| TagDay {
+                day,
+                added: u64::try_from(added).unwrap_or_default(),
+                removed: u64::try_from(removed).unwrap_or_default(),
+            })
+            .collect())
     }
 }

@@ -13,7 +13,7 @@ use rapport_store::{
     EventFact, EventOutcome, FieldUpdate, Form, FormUpdate, Job, JobEnd, JobKind, ListEntry, ListEntryUpdate, ListKind,
     MembershipChanges, MergeReason, NewApiKey, NewEvent, NewField, NewForm, NewJob, NewListEntry, NewSegment,
     NewSource, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput, Page, PageRequest, Segment, SegmentUpdate,
-    Source, SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, TrackingMessage,
+    Source, SourceUpdate, Store, StoreResult, Tag, TagDay, TagUpdate, TimelineCursor, TimelineEntry, TrackingMessage,
     TrackingOutcome, UpsertOutcome, User, UserUpdate, Workspace,
 };
 use serde_json::Value;
@@ -589,6 +589,17 @@ impl Store for PostgresStore {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         self.apply_memberships(workspace, changes, at).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn tag_activity(
+        &self,
+        workspace: WorkspaceId,
+        tag: TagId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> StoreResult<Vec<TagDay>> {
+        self.tag_activity(workspace, tag, from, to).await
     }
 
     #[instrument(level = "debug", skip_all)]

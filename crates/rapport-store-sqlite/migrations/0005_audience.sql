@@ -23,6 +23,9 @@ CREATE TABLE segment_members (
 
 CREATE INDEX segment_members_by_contact ON segment_members (contact_id);
 
+-- Tag statistics count tag_added / tag_removed records by day.
+CREATE INDEX activities_by_kind ON activities (workspace_id, kind, at) WHERE kind IN ('tag_added', 'tag_removed');
+
 -- The change feed. Triggers append a row for every committed write that can change what a filter says about a
 -- contact, so that no writer (the server, an import run from the command line) can forget to. The audience engine
 -- reads rows after its position and deletes what it has applied. Events are not listed here: their ids already

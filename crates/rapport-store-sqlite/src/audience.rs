@@ -8,11 +8,11 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rapport_domain::{CompanyId, Contact, ContactId, SegmentId, TagId, TagKind, WorkspaceId};
 use rapport_store::{
     AudienceContact, Change, ChangeBatch, ChangeCursor, ChangeSubject, ConsentChannel, EventFact, MembershipChanges,
-    NewSegment, Page, PageRequest, Segment, SegmentUpdate, StoreError, StoreResult,
+    NewSegment, Page, PageRequest, Segment, SegmentUpdate, StoreError, StoreResult, TagDay,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::{Map, Value, json};
@@ -508,4 +508,50 @@ fn with_audience_facts(conn: &Connection, contacts: Vec<Contact>) -> StoreResult
         stages.push((to, at));
     }
     Ok(facts)
+}
+
+// ----- Tag statistics -----
+
+pub(crate) fn tag_activity(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    tag: TagId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> StoreResult<Vec<TagDay>> {
+    let path: Option<String> = conn
+        .query_row(
+            "SELECT path FROM tags WHERE workspace_id = ?1 AND id = ?2",
+            params![workspace.get(), tag.get()],
+            |row| row.get(0),
+        )
+        .optional()
+        .context("reading a tag")?;
+    let path = path.ok_or(StoreError::not_found("tag"))?;
+    let start = from.and_hms_opt(0, 0, 0).map(|at| micros(at.and_utc())).unwrap_or(i64::MIN);
+    let end = to.succ_opt().and_then(|day| day.and_hms_opt(0, 0, 0)).map(|at| micros(at.and_utc())).unwrap_or(i64::MAX);
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT at / 86400000000, sum(kind = 'tag_added'), sum(kind = 'tag_removed') FROM activities
+             WHERE workspace_id = ?1 AND kind IN ('tag_added', 'tag_removed') AND at >= ?2 AND at < ?3
+               AND json_extract(data, '$.tag') = ?4
+             GROUP BY 1 ORDER BY 1",
+        )
+        .context("preparing tag_activity")?;
+    let rows = statement
+        .query_map(params![workspace.get(), start, end, path], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })
+        .context("reading tag activity")?;
+    let mut days = Vec::new();
+    for row in rows {
+        let (day, added, removed) = row.context("reading a day of tag activity")?;
+        let Some(day) = chrono::DateTime::from_timestamp(day * 86_400, 0).map(|at| at.date_naive()) else { continue };
+        days.push(TagDay {
+            day,
+            added: u64::try_from(added).unwrap_or_default(),
+            removed: u64::try_from(removed).unwrap_or_default(),
+        });
+    }
+    Ok(days)
 }

@@ -12,7 +12,7 @@ use rapport_store::{
     EventFact, EventOutcome, FieldUpdate, Form, FormUpdate, Job, JobEnd, JobKind, ListEntry, ListEntryUpdate, ListKind,
     MembershipChanges, MergeReason, NewApiKey, NewEvent, NewField, NewForm, NewJob, NewListEntry, NewSegment,
     NewSource, NewTag, NewUser, Note, NoteTemplate, NoteTemplateInput, Page, PageRequest, Segment, SegmentUpdate,
-    Source, SourceUpdate, Store, StoreResult, Tag, TagUpdate, TimelineCursor, TimelineEntry, TrackingMessage,
+    Source, SourceUpdate, Store, StoreResult, Tag, TagDay, TagUpdate, TimelineCursor, TimelineEntry, TrackingMessage,
     TrackingOutcome, UpsertOutcome, User, UserUpdate, Workspace,
 };
 use serde_json::Value;
@@ -552,6 +552,16 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         self.write(move |tx| audience::apply_memberships(tx, workspace, changes, at)).await
+    }
+
+    async fn tag_activity(
+        &self,
+        workspace: WorkspaceId,
+        tag: TagId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> StoreResult<Vec<TagDay>> {
+        self.read(move |conn| audience::tag_activity(conn, workspace, tag, from, to)).await
     }
 
     async fn change_head(&self) -> StoreResult<ChangeCursor> {

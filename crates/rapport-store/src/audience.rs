@@ -1,6 +1,6 @@
 //! Records of the audience engine: segments, their members, and the change feed the engine follows.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rapport_domain::{BoundedText, CompanyId, Contact, ContactId, SegmentId, TagId, WorkspaceId};
 use serde_json::{Map, Value};
 
@@ -109,4 +109,13 @@ impl MembershipChanges {
     pub fn is_empty(&self) -> bool {
         self.entered.is_empty() && self.exited.is_empty()
     }
+}
+
+/// A day's tag changes, as the timeline recorded them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagDay {
+    /// The calendar day in UTC.
+    pub day: NaiveDate,
+    pub added: u64,
+    pub removed: u64,
 }

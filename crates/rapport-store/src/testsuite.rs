@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 pub use access::{api_keys, delete_user_unowns_contacts, users, workspace_defaults};
 pub use audience::{
     audience_contacts_carry_consent_and_stage_history, change_feed_follows_every_write, memberships_are_recorded_once,
-    scan_events_stops_where_the_feed_starts, segments_crud,
+    scan_events_stops_where_the_feed_starts, segments_crud, tag_activity_counts_by_day,
 };
 pub use capture::{
     ingest_alias, ingest_anonymous_history_joins_the_identified_contact, ingest_group,
@@ -146,6 +146,7 @@ macro_rules! store_tests {
             change_feed_follows_every_write,
             scan_events_stops_where_the_feed_starts,
             audience_contacts_carry_consent_and_stage_history,
+            tag_activity_counts_by_day,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

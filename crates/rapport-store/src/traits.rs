@@ -389,6 +389,17 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
 
+    /// How often the tag was added to and removed from contacts per UTC day from `from` to `to` (inclusive), read
+    /// from the `tag_added` / `tag_removed` timeline records under the tag's current path; days with neither are
+    /// left out. Not found when the tag does not exist.
+    async fn tag_activity(
+        &self,
+        workspace: WorkspaceId,
+        tag: TagId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> StoreResult<Vec<TagDay>>;
+
     /// The change feed's position now: reading after it returns what commits from now on.
     async fn change_head(&self) -> StoreResult<ChangeCursor>;
     /// Changes and events committed after `after`, at most about `limit` of each, and the position to read on

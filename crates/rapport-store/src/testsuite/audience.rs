@@ -283,3 +283,24 @@ pub async fn audience_contacts_carry_consent_and_stage_history(store: Arc<dyn St
     let other = workspace(store, "other").await;
     assert!(store.audience_contacts_by_id(other, &[wang]).await.unwrap().is_empty());
 }
+
+pub async fn tag_activity_counts_by_day(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let ws = workspace(store, "acme").await;
+    let li = contact(store, ws, "li@client.cn").await;
+    let wang = contact(store, ws, "wang@client.cn").await;
+    let vip = [path("客户/vip")];
+    store.add_contact_tags(ws, li, &vip, ACTOR).await.unwrap();
+    store.add_contact_tags(ws, wang, &vip, ACTOR).await.unwrap();
+    store.remove_contact_tags(ws, li, &vip, ACTOR).await.unwrap();
+    let tag = store.list_tags(ws).await.unwrap().into_iter().find(|tag| tag.path == "客户/vip").unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let (yesterday, tomorrow) = (today.pred_opt().unwrap(), today.succ_opt().unwrap());
+    let days = store.tag_activity(ws, tag.id, yesterday, tomorrow).await.unwrap();
+    assert_eq!(days, [crate::TagDay { day: today, added: 2, removed: 1 }]);
+    assert!(store.tag_activity(ws, tag.id, tomorrow, tomorrow).await.unwrap().is_empty());
+    let group = store.list_tags(ws).await.unwrap().into_iter().find(|tag| tag.path == "客户").unwrap();
+    assert!(store.tag_activity(ws, group.id, yesterday, tomorrow).await.unwrap().is_empty(), "only the tag itself");
+    let other = workspace(store, "other").await;
+    assert_eq!(code(store.tag_activity(other, tag.id, yesterday, tomorrow).await), "not_found tag");
+}
