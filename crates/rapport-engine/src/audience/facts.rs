@@ -220,3 +220,62 @@ pub(crate) fn date_of_day(day: i32) -> Option<NaiveDate> {
 pub(crate) fn parse_instant(text: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(text).ok().map(|at| at.with_timezone(&Utc).timestamp())
 }
+
+/// A workspace's contacts: facts packed in one vector, found by id through a small index. A map holding the facts
+/// themselves would leave up to half its (large) slots empty after growing; here empty slots cost 12 bytes.
+#[derive(Debug, Default)]
+pub(crate) struct ContactTable {
+    facts: Vec<ContactFacts>,
+    slots: std::collections::HashMap<ContactId, u32>,
+}
+
+impl ContactTable {
+    pub(crate) fn len(&self) -> usize {
+        self.facts.len()
+    }
+
+    pub(crate) fn get(&self, id: &ContactId) -> Option<&ContactFacts> {
+        self.slots.get(id).and_then(|slot| self.facts.get(*slot as usize))
+    }
+
+    pub(crate) fn values(&self) -> std::slice::Iter<'_, ContactFacts> {
+        self.facts.iter()
+    }
+
+    pub(crate) fn insert(&mut self, facts: ContactFacts) {
+        match self.slots.get(&facts.id) {
+            Some(slot) => {
+                if let Some(existing) = self.facts.get_mut(*slot as usize) {
+                    *existing = facts;
+                }
+            }
+            None => {
+                let Ok(slot) = u32::try_from(self.facts.len()) else { return };
+                self.slots.insert(facts.id, slot);
+                self.facts.push(facts);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: &ContactId) {
+        let Some(slot) = self.slots.remove(id) else { return };
+        let slot = slot as usize;
+        self.facts.swap_remove(slot);
+        if let Some(moved) = self.facts.get(slot) {
+            self.slots.insert(moved.id, slot as u32);
+        }
+    }
+
+    /// Gives back the room a load left over.
+    pub(crate) fn shrink(&mut self) {
+        self.facts.shrink_to_fit();
+        self.slots.shrink_to_fit();
+    }
+
+    /// Bytes held, inline and on the heap.
+    pub(crate) fn bytes(&self) -> usize {
+        self.facts.capacity() * size_of::<ContactFacts>()
+            + self.slots.capacity() * (size_of::<ContactId>() + size_of::<u32>() + 1)
+            + self.facts.iter().map(ContactFacts::heap_bytes).sum::<usize>()
+    }
+}

@@ -32,7 +32,7 @@ use tokio::sync::{RwLock, watch};
 
 use compile::{Aggregate, Compiled, Compiler, EventMatcher, PredicateKeys, World};
 pub use compile::{FilterProblem, Today};
-use facts::ContactFacts;
+use facts::{ContactFacts, ContactTable};
 use members::Members;
 use schema::{CompanyFacts, Schema, load_companies};
 
@@ -146,7 +146,7 @@ struct SegmentRuntime {
 struct WorkspaceState {
     schema: Schema,
     companies: HashMap<CompanyId, CompanyFacts>,
-    contacts: HashMap<ContactId, ContactFacts>,
+    contacts: ContactTable,
     predicates: PredicateKeys,
     matchers: Vec<Option<EventMatcher>>,
     aggregates: Vec<HashMap<ContactId, Aggregate>>,
@@ -301,9 +301,7 @@ impl Audience {
         for state in workspaces.values() {
             memory.contacts += state.contacts.len();
             // A map entry: key, value and one control byte, at the map's capacity.
-            memory.contact_bytes +=
-                state.contacts.capacity() * (size_of::<ContactId>() + size_of::<ContactFacts>() + 1);
-            memory.contact_bytes += state.contacts.values().map(ContactFacts::heap_bytes).sum::<usize>();
+            memory.contact_bytes += state.contacts.bytes();
             for aggregates in &state.aggregates {
                 memory.aggregate_bytes += aggregates.capacity() * (size_of::<ContactId>() + size_of::<Aggregate>() + 1);
                 memory.aggregate_bytes +=
@@ -478,16 +476,17 @@ impl AudienceEngine {
         let store = self.inner.store.as_ref();
         let schema = Schema::load(store, workspace).await?;
         let companies = load_companies(store, workspace, &schema).await?;
-        let mut contacts = HashMap::new();
+        let mut contacts = ContactTable::default();
         let mut after = None;
         loop {
             let page = store.audience_contacts(workspace, after, 2_000).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.contact.id);
             for contact in &page {
-                contacts.insert(contact.contact.id, ContactFacts::new(contact, &schema));
+                contacts.insert(ContactFacts::new(contact, &schema));
             }
         }
+        contacts.shrink();
         let mut state = WorkspaceState {
             schema,
             companies,
@@ -765,7 +764,7 @@ impl AudienceEngine {
                 dirty.remove(id);
             }
             for contact in &fresh {
-                state.contacts.insert(contact.contact.id, ContactFacts::new(contact, &state.schema));
+                state.contacts.insert(ContactFacts::new(contact, &state.schema));
             }
         }
         if !companies.is_empty() {
