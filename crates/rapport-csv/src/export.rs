@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rapport_domain::{Contact, ContactId, FieldEntity, SegmentId, WorkspaceId};
-use rapport_store::{PageRequest, Store};
+use rapport_domain::{Contact, FieldEntity, SegmentId, WorkspaceId};
+use rapport_store::{Page, PageRequest, Store};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -88,8 +88,26 @@ pub async fn export_contacts(
         write_csv(out, &keys, std::iter::from_fn(|| received.blocking_recv()), &counter.written)
     });
     let read = match scope {
-        ExportScope::All => read_pages(store.as_ref(), workspace, &pages, &control.stop).await,
-        ExportScope::Segment(segment) => read_members(store.as_ref(), workspace, segment, &pages, &control.stop).await,
+        ExportScope::All => {
+            read_pages(&pages, &control.stop, |after| {
+                let store = store.clone();
+                async move {
+                    let page = PageRequest { after, limit: PAGE_SIZE };
+                    store.list_contacts(workspace, page).await.context("listing contacts")
+                }
+            })
+            .await
+        }
+        ExportScope::Segment(segment) => {
+            read_pages(&pages, &control.stop, |after| {
+                let store = store.clone();
+                async move {
+                    let page = PageRequest { after, limit: PAGE_SIZE };
+                    store.segment_contacts(workspace, segment, page).await.context("listing the segment's contacts")
+                }
+            })
+            .await
+        }
     };
     drop(pages);
     let written = writing.await.context("the CSV writer stopped")?;
@@ -99,48 +117,23 @@ pub async fn export_contacts(
     Ok(written)
 }
 
-async fn read_pages(
-    store: &dyn Store,
-    workspace: WorkspaceId,
+/// Sends pages from `fetch` (given the previous page's cursor) until the last one, a stop request, or a closed
+/// channel.
+async fn read_pages<C, F>(
     pages: &mpsc::Sender<Vec<Contact>>,
     stop: &AtomicBool,
-) -> anyhow::Result<()> {
+    fetch: impl Fn(Option<C>) -> F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = anyhow::Result<Page<Contact, C>>>,
+{
     let mut after = None;
     while !stop.load(Ordering::Relaxed) {
-        let page = store
-            .list_contacts(workspace, PageRequest { after, limit: PAGE_SIZE })
-            .await
-            .context("listing contacts")?;
-        let next = page.next;
+        let page = fetch(after).await?;
         if pages.send(page.items).await.is_err() {
             return Ok(());
         }
-        match next {
-            Some(cursor) => after = Some(cursor),
-            None => return Ok(()),
-        }
-    }
-    Ok(())
-}
-
-async fn read_members(
-    store: &dyn Store,
-    workspace: WorkspaceId,
-    segment: SegmentId,
-    pages: &mpsc::Sender<Vec<Contact>>,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    let mut after: Option<ContactId> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let page = store
-            .segment_contacts(workspace, segment, PageRequest { after, limit: PAGE_SIZE })
-            .await
-            .context("listing the segment's contacts")?;
-        let next = page.next;
-        if pages.send(page.items).await.is_err() {
-            return Ok(());
-        }
-        match next {
+        match page.next {
             Some(cursor) => after = Some(cursor),
             None => return Ok(()),
         }

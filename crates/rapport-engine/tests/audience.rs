@@ -459,7 +459,7 @@ async fn segments_follow_changes(cast: Cast) {
     }
     assert_eq!(cast.members(pricing).await, Vec::<String>::new());
 
-    // Erasure takes the contact out without records; a merge moves behaviour to the survivor.
+    // Erasure takes the contact out of every segment.
     cast.store.delete_contact(cast.ws, wang).await.unwrap();
     cast.audience.settle().await.unwrap();
     assert_eq!(cast.members(hot).await, Vec::<String>::new());

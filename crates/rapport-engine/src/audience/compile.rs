@@ -271,11 +271,12 @@ pub(crate) struct Aggregate {
 impl Aggregate {
     pub(crate) fn add(&mut self, at: i64, offset: i32) {
         let day = local_day(at, offset);
+        let first_occurrence = self.days.is_empty();
         match self.days.binary_search_by_key(&day, |(candidate, _)| *candidate) {
             Ok(index) => self.days[index].1 += 1,
             Err(index) => self.days.insert(index, (day, 1)),
         }
-        if self.days.len() == 1 && self.days[0].1 == 1 {
+        if first_occurrence {
             (self.first, self.last) = (at, at);
         } else {
             self.first = self.first.min(at);
